@@ -1,0 +1,71 @@
+"""Shared CLI pieces: user-error handling, parameter types, logging setup."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from typing import Iterator
+
+import click
+
+from ingan.errors import InganError
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn an InganError into click's one-line 'Error: ...' and exit status 1."""
+    try:
+        yield
+    except InganError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def notice(message: str) -> None:
+    click.echo(f"notice: {message}", err=True)
+
+
+_DURATION = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '15m', '2h', '1h30m' -> seconds (> 0)."""
+    value = text.strip().lower()
+    try:
+        seconds = float(value)
+    except ValueError:
+        match = _DURATION.match(value)
+        if not value or not match or not any(match.groupdict().values()):
+            raise ValueError(f"'{text}' is not a duration; use e.g. 90s, 15m, 2h or 1h30m") from None
+        parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
+        seconds = parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+    if seconds <= 0:
+        raise ValueError(f"duration '{text}' must be positive")
+    return seconds
+
+
+class Duration(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")

@@ -1,0 +1,44 @@
+"""User-facing errors.
+
+Anything a user can cause (a bad path, a corrupt file, a size out of range, a missing
+optional package) raises an `InganError`. The CLIs print it as one line and exit 1;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class InganError(Exception):
+    """A problem the user can fix; the message names the problem and the fix."""
+
+
+class ImageError(InganError):
+    """An input image is missing, unreadable or unusable."""
+
+
+class CheckpointError(InganError):
+    """A checkpoint file is missing, corrupt, not ours, or from a newer version."""
+
+
+class ConfigError(InganError):
+    """Options that contradict each other or are out of range."""
+
+
+class OutputPathError(InganError):
+    """An output location that cannot be written."""
+
+
+class DeviceError(InganError):
+    """A requested device (e.g. CUDA) is not available."""
+
+
+class MissingDependencyError(InganError):
+    """An optional package is not installed; the message names the pip extra."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the Python package '{package}', which is not installed; "
+            f"install it with: pip install 'ingan[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra

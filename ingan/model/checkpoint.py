@@ -1,0 +1,188 @@
+"""The `ckpt.pt` format: one self-contained file per trained image.
+
+Loading never runs code from the file (`torch.load(weights_only=True)`) and every field
+is checked against the schema below before use, so a hostile or foreign file is refused
+with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ingan.errors import CheckpointError, ConfigError
+from ingan.fsutil import atomic_path
+from ingan.model.config import GeneratorConfig
+from ingan.model.generator import Generator
+
+FORMAT = "ingan-checkpoint"
+FORMAT_VERSION = 1
+
+# key -> (type, required)
+_SCHEMA: dict[str, tuple[type | tuple[type, ...], bool]] = {
+    "format": (str, True),
+    "format_version": (int, True),
+    "ingan_version": (str, True),
+    "generator": (dict, True),
+    "generator_config": (dict, True),
+    "train_config": (dict, True),
+    "image": (torch.Tensor, True),
+    "image_name": (str, True),
+    "iteration": (int, True),
+    "scale_range": (list, True),
+    "wall_time": (float, True),
+    "run_options": (dict, False),
+    "losses": (dict, False),
+    "discriminator": (dict, False),
+    "optimizer_g": (dict, False),
+    "optimizer_d": (dict, False),
+    "rng": (dict, False),
+}
+TRAINING_STATE_KEYS = ("discriminator", "optimizer_g", "optimizer_d", "rng")
+
+
+@dataclass
+class Checkpoint:
+    """A validated checkpoint. `payload` holds the raw dict for resume."""
+
+    path: Path
+    payload: dict[str, Any]
+    generator_config: GeneratorConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        try:
+            self.generator_config = GeneratorConfig.from_dict(self.payload["generator_config"])
+        except (ConfigError, TypeError) as exc:
+            raise CheckpointError(f"'{self.path}' has an invalid generator config ({exc})") from None
+
+    @property
+    def iteration(self) -> int:
+        return int(self.payload["iteration"])
+
+    @property
+    def image(self) -> np.ndarray:
+        """The training image, (H, W, 3) uint8."""
+        return self.payload["image"].numpy()
+
+    @property
+    def scale_range(self) -> tuple[float, float]:
+        lo, hi = self.payload["scale_range"]
+        return float(lo), float(hi)
+
+    @property
+    def has_training_state(self) -> bool:
+        return all(k in self.payload for k in TRAINING_STATE_KEYS)
+
+    def build_generator(self, device: str | torch.device = "cpu") -> Generator:
+        """The trained generator in eval mode (no power iteration, deterministic)."""
+        generator = Generator(self.generator_config)
+        try:
+            generator.load_state_dict(self.payload["generator"], strict=True)
+        except (RuntimeError, KeyError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(
+                f"'{self.path}': generator weights do not match its architecture config ({first})"
+            ) from None
+        return generator.to(device).eval()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
+    """Write atomically: an interrupted save leaves the previous checkpoint intact."""
+    data = dict(payload)
+    data.setdefault("format", FORMAT)
+    data.setdefault("format_version", FORMAT_VERSION)
+    _validate(Path(path), data)
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+    return Path(path)
+
+
+def slim_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload without discriminator/optimiser/RNG state: ~4x smaller, serve-only."""
+    return {k: v for k, v in payload.items() if k not in TRAINING_STATE_KEYS}
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load and validate; every failure is a CheckpointError with the reason and fix."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint '{p}' does not exist; check the path")
+    if p.is_dir():
+        raise CheckpointError(f"'{p}' is a folder, not a checkpoint file; pass the path of ckpt.pt")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"'{p}' is empty; it is not an ingan checkpoint")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pickle-protocol chatter from the weights-only unpickler
+            data = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only refuses anything beyond plain tensors/containers: code never runs.
+        match = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+        reason = match.group(1).strip()[:120] if match else "unsupported content"
+        raise CheckpointError(
+            f"refusing to load '{p}': not an ingan checkpoint; it is corrupt or holds objects other "
+            f"than plain tensors, which could run code when loaded ({reason})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"cannot read '{p}': the file is truncated, corrupt or not a PyTorch checkpoint ({reason})"
+        ) from None
+    _validate(p, data)
+    return Checkpoint(path=p, payload=data)
+
+
+def _validate(path: Path, data: Any) -> None:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"'{path}' is not an ingan checkpoint (no '{FORMAT}' marker)")
+    version = data.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"'{path}' has an invalid format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"'{path}' uses checkpoint format {version}, newer than this ingan supports "
+            f"({FORMAT_VERSION}); upgrade ingan (pip install -U ingan)"
+        )
+    for key, (kind, required) in _SCHEMA.items():
+        if key not in data:
+            if required:
+                raise CheckpointError(f"'{path}' is missing '{key}'; the checkpoint is incomplete or damaged")
+            continue
+        value = data[key]
+        if kind is float and isinstance(value, int):
+            continue
+        if not isinstance(value, kind):
+            raise CheckpointError(
+                f"'{path}': field '{key}' has type {type(value).__name__}, expected {getattr(kind, '__name__', kind)}"
+            )
+    image = data["image"]
+    if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+        raise CheckpointError(f"'{path}': stored image must be HxWx3 uint8, got {tuple(image.shape)} {image.dtype}")
+    for name, tensor in data["generator"].items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"'{path}': generator weights must map names to tensors")
+    scale_range = data["scale_range"]
+    if len(scale_range) != 2 or not all(isinstance(v, (int, float)) for v in scale_range) or not (
+        0 < scale_range[0] <= scale_range[1]
+    ):
+        raise CheckpointError(f"'{path}': invalid scale range {scale_range!r}")
+    if data["iteration"] < 0:
+        raise CheckpointError(f"'{path}': negative iteration count")

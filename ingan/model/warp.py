@@ -1,0 +1,74 @@
+"""Homography warps for non-rectangular retargeting.
+
+A homography here maps *output* coordinates to *input* coordinates, both normalised
+to [-1, 1] with align_corners=True (x right, y down), which is what `grid_sample`
+consumes. Building the grid from `arange` of the output size keeps it exportable
+(ONNX Range on the run-time size, no AffineGrid).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def corner_homography(
+    src: "np.ndarray | list[list[float]]", dst: "np.ndarray | list[list[float]]"
+) -> np.ndarray:
+    """3x3 homography H with H @ [src, 1] ~ [dst, 1] for four point pairs (float64)."""
+    src_pts = np.asarray(src, dtype=np.float64).reshape(4, 2)
+    dst_pts = np.asarray(dst, dtype=np.float64).reshape(4, 2)
+    rows = []
+    rhs = []
+    for (x, y), (u, v) in zip(src_pts, dst_pts):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rhs.append(u)
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        rhs.append(v)
+    try:
+        h = np.linalg.solve(np.array(rows), np.array(rhs))
+    except np.linalg.LinAlgError:
+        raise ValueError("degenerate corner correspondence: three of the four points are collinear") from None
+    return np.append(h, 1.0).reshape(3, 3)
+
+
+_CORNERS = [[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]  # TL, TR, BR, BL
+
+
+def top_shift_homography(left: float, right: float) -> np.ndarray:
+    """The paper's non-rectangular family: the output's top corners sample the input at
+    x shifted by `left` and `right` (in normalised units, 2 = full width); the bottom
+    corners stay put. (0, 0) is the identity; (-0.5, 0.5) widens the top.
+    """
+    dst = [[-1.0 + left, -1.0], [1.0 + right, -1.0], [1.0, 1.0], [-1.0, 1.0]]
+    return corner_homography(_CORNERS, dst)
+
+
+def homography_grid(homography: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Sampling grid [N, H, W, 2] for `grid_sample(..., align_corners=True)`.
+
+    Args:
+        homography: [N, 3, 3] maps output (x, y, 1) to input (x', y', w').
+    """
+    dtype = homography.dtype
+    device = homography.device
+    # arange-based so exporters emit Range on the run-time size, not a baked constant.
+    xs = torch.arange(width, device=device, dtype=dtype) * (2.0 / max(width - 1, 1)) - 1.0
+    ys = torch.arange(height, device=device, dtype=dtype) * (2.0 / max(height - 1, 1)) - 1.0
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    ones = torch.ones_like(gx)
+    points = torch.stack((gx, gy, ones), dim=-1).reshape(1, height * width, 3)
+    mapped = points @ homography.transpose(1, 2)  # [N, HW, 3]
+    grid = mapped[..., :2] / mapped[..., 2:3]
+    return grid.reshape(homography.shape[0], height, width, 2)
+
+
+def warp(features: torch.Tensor, homography: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resample `features` onto an (height, width) output through `homography`.
+
+    Reflection padding stands in for the original's reflect pre-padding: samples that
+    fall outside the input mirror back into it instead of smearing the border.
+    """
+    grid = homography_grid(homography.to(features.dtype), height, width)
+    return F.grid_sample(features, grid, mode="bilinear", padding_mode="reflection", align_corners=True)

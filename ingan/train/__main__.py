@@ -1,0 +1,3 @@
+from ingan.train.cli import main
+
+main()

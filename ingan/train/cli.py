@@ -1,0 +1,234 @@
+"""`ingan-train`: train an InGAN generator on one image and write ckpt.pt."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ingan.cli.common import Duration, format_duration, notice, setup_logging, user_errors
+from ingan.errors import ConfigError
+
+QUICK_NOTE = (
+    "The 'quick' preset is a smoke test: about 5 minutes on 2 CPU cores, and its results do "
+    "NOT beat a plain bicubic stretch (measured; see docs/training.md). Real retargeting "
+    "needs the 'paper' preset, ~10^4+ iterations: hours on a CPU, tens of minutes on a GPU."
+)
+
+FIXED_ON_RESUME = ("preset", "crop_size", "base_channels", "max_transform", "seed", "max_side")
+CHECKPOINT_NAME = "ckpt.pt"
+
+
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=QUICK_NOTE,
+)
+@click.argument("image", required=False, type=click.Path(path_type=Path))
+@click.option("--preset", type=click.Choice(["paper", "quick"]), default="paper", show_default=True,
+              help="paper: the original InGAN schedule (75k iterations). quick: tiny smoke test.")
+@click.option("-o", "--out", type=click.Path(path_type=Path),
+              help="Output folder for ckpt.pt and monitor PNGs. [default: runs/<image name>, or the "
+                   "checkpoint's folder with --resume]")
+@click.option("--iters", type=click.IntRange(min=1),
+              help="Total iterations. A new run compresses/stretches the preset's whole schedule "
+                   "(curriculum, inverse step, lr decay) to fit; with --resume it extends the run "
+                   "and moves only the end of the lr decay.")
+@click.option("--time-budget", type=Duration(), metavar="DURATION",
+              help="Stop cleanly (and save) after this much wall-clock time, e.g. 90s, 30m, 2h. "
+                   "Continue later with --resume.")
+@click.option("--resume", type=click.Path(path_type=Path), metavar="CKPT",
+              help="Continue a run from its ckpt.pt: same iteration, schedules and random streams.")
+@click.option("--crop-size", type=click.IntRange(min=32), help="Training crop side (multiple of 8).")
+@click.option("--base-channels", type=click.IntRange(min=1), help="Generator base channels (paper: 64).")
+@click.option("--max-transform", type=click.FloatRange(0.0, 1.0, max_open=True),
+              help="Homography augmentation magnitude for non-rectangular outputs (paper: 0 = off).")
+@click.option("--seed", type=int, help="Random seed (default 0): same seed, same run on CPU.")
+@click.option("--max-side", type=click.IntRange(min=32), default=1024, show_default=True,
+              help="Larger images are downscaled so their longer side is this.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast (CUDA only).")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True,
+              help="channels-last memory format (CUDA only).")
+@click.option("--save-every", type=click.IntRange(min=1),
+              help="Save ckpt.pt every N iterations. [default: 1000 paper, 100 quick]")
+@click.option("--monitor-every", type=click.IntRange(min=1),
+              help="Write monitor_<iter>.png every N iterations. [default: 1000 paper, 100 quick]")
+@click.option("--force", is_flag=True, help="Overwrite an existing ckpt.pt in the output folder.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar; errors and the summary only.")
+@click.pass_context
+def main(ctx: click.Context, **kwargs: Any) -> None:
+    """Train InGAN on IMAGE and write <out>/ckpt.pt.
+
+    The checkpoint holds the generator, the training image and everything needed to
+    resume. Ctrl-C (or --time-budget) saves before exiting; continue with
+    `ingan-train --resume <out>/ckpt.pt`.
+
+    \b
+    Examples:
+      ingan-train examples/hubble/hubble_xdf.png --preset quick
+      ingan-train photo.jpg --time-budget 2h          # paper preset, resumable
+      ingan-train --resume runs/photo/ckpt.pt          # continue
+    """
+    setup_logging(kwargs["quiet"])
+    with user_errors():
+        sys.exit(_train(ctx, **kwargs))
+
+
+def _explicit(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: Any) -> int:
+    # Heavy imports here so `ingan-train --help` stays instant.
+    from ingan.fsutil import ensure_output_dir
+    from ingan.imageio import load_image
+    from ingan.model.checkpoint import load_checkpoint
+    from ingan.train.config import PRESETS, RunOptions
+    from ingan.train.trainer import Trainer
+
+    if image is not None and resume is not None:
+        raise click.UsageError("pass either IMAGE (new run) or --resume CKPT (continue), not both")
+    if image is None and resume is None:
+        raise click.UsageError("missing IMAGE (or --resume CKPT to continue a run)")
+
+    preset = opt["preset"] if resume is None else None
+    default_every = 100 if preset == "quick" else 1000
+    options = RunOptions(
+        device=opt["device"],
+        amp=opt["amp"],
+        channels_last=opt["channels_last"],
+        save_every=opt["save_every"] or default_every,
+        monitor_every=opt["monitor_every"] or default_every,
+        time_budget=opt["time_budget"],
+        quiet=opt["quiet"],
+    )
+
+    if resume is not None:
+        fixed = [f"--{n.replace('_', '-')}" for n in FIXED_ON_RESUME if _explicit(ctx, n)]
+        if fixed:
+            raise click.UsageError(f"{', '.join(fixed)} cannot change on --resume; the checkpoint fixes them")
+        ckpt = load_checkpoint(resume)
+        if opt["iters"] is not None and opt["iters"] <= ckpt.iteration:
+            raise ConfigError(
+                f"--iters {opt['iters']} is not beyond the checkpoint's {ckpt.iteration} iterations; "
+                "pass a larger --iters to continue"
+            )
+        out_dir = ensure_output_dir(opt["out"] or resume.parent)
+        trainer = Trainer.from_checkpoint(ckpt, options, iters=opt["iters"])
+        if trainer.iteration >= trainer.config.iters:
+            raise ConfigError(
+                f"'{resume}' already finished its {trainer.config.iters} iterations; "
+                "pass a larger --iters to train further"
+            )
+        action = f"resuming at iteration {trainer.iteration:,}"
+    else:
+        assert image is not None
+        loaded = load_image(image, max_side=opt["max_side"])
+        for message in loaded.notices:
+            notice(message)
+        config = PRESETS[opt["preset"]]
+        if opt["iters"] is not None:
+            config = config.rescaled(opt["iters"])
+        config = config.with_overrides(
+            crop_size=opt["crop_size"],
+            base_channels=opt["base_channels"],
+            max_transform=opt["max_transform"],
+            seed=opt["seed"],
+        )
+        out_dir = ensure_output_dir(opt["out"] or Path("runs") / image.stem)
+        if (out_dir / CHECKPOINT_NAME).exists() and not opt["force"]:
+            raise ConfigError(
+                f"'{out_dir / CHECKPOINT_NAME}' already exists; continue it with --resume "
+                f"{out_dir / CHECKPOINT_NAME}, pick another --out, or pass --force to overwrite"
+            )
+        trainer = Trainer(loaded.pixels, config, options, image_name=image.name)
+        action = "starting"
+    return _run(trainer, out_dir, options, action)
+
+
+def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
+    from tqdm import tqdm
+
+    from ingan.train.monitor import write_monitor
+    from ingan.train.trainer import run_loop
+
+    cfg = trainer.config
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    h, w = trainer.image_pixels.shape[:2]
+    g_params = sum(p.numel() for p in trainer.G.parameters())
+    precision = "bf16 autocast" if trainer.amp else "fp32"
+    if not options.quiet:
+        click.echo(
+            f"{action}: preset {cfg.preset} | image {w}x{h} | crop {cfg.crop_size} | "
+            f"G {g_params / 1e6:.2f}M params | D {len(trainer.D.nets)} scales | "
+            f"{cfg.iters:,} iterations | {trainer.device} {precision} | out {out_dir}",
+            err=True,
+        )
+        if cfg.preset == "quick":
+            notice("quick preset: a smoke test, not a quality mode (it does not beat a bicubic stretch)")
+
+    stop = {"reason": None}
+    started = time.monotonic()
+    start_iter = trainer.iteration
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop["reason"] == "interrupt":  # second Ctrl-C: stop right now (atomic writes stay safe)
+            raise KeyboardInterrupt
+        stop["reason"] = "interrupt"
+        tqdm.write("interrupt: saving the checkpoint after this iteration (Ctrl-C again to abort)", file=sys.stderr)
+
+    def should_stop() -> bool:
+        if stop["reason"] is None and options.time_budget is not None:
+            if time.monotonic() - started >= options.time_budget:
+                stop["reason"] = "time budget"
+        return stop["reason"] is not None
+
+    sync_every = 1 if trainer.device.type == "cpu" else 25
+    bar = tqdm(total=cfg.iters, initial=start_iter, unit="it", dynamic_ncols=True, disable=options.quiet,
+               mininterval=0.5 if sys.stderr.isatty() else 30.0, file=sys.stderr, smoothing=0.05)
+
+    def on_step(t: Any) -> None:
+        bar.update(1)
+        it = t.iteration
+        if it % sync_every == 0 or it == cfg.iters:
+            losses = t.losses()
+            bar.set_postfix_str(
+                f"G {losses.g_gan:.3f} rec {losses.g_rec:.3f} D {losses.d_real:.3f}/{losses.d_fake:.3f}",
+                refresh=False,
+            )
+        if it % options.save_every == 0 and it < cfg.iters:
+            t.save(ckpt_path)
+        if it % options.monitor_every == 0 and it < cfg.iters:
+            write_monitor(t, out_dir)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        run_loop(trainer, on_step, should_stop)
+    finally:
+        bar.close()
+        signal.signal(signal.SIGINT, previous)
+
+    trainer.losses()
+    trainer.save(ckpt_path)
+    monitor = write_monitor(trainer, out_dir)
+    done = trainer.iteration - start_iter
+    elapsed = time.monotonic() - started
+    rate = done / elapsed if elapsed > 0 else 0.0
+    lo, hi = trainer.trained_scale_range()
+    remaining = cfg.iters - trainer.iteration
+    eta = f"; the remaining {remaining:,} take ~{format_duration(remaining / rate)} at this rate" if rate and remaining else ""
+    status = {None: "finished", "time budget": "stopped at the time budget", "interrupt": "interrupted"}[stop["reason"]]
+    click.echo(
+        f"{status}: iteration {trainer.iteration:,}/{cfg.iters:,} ({done:,} this run in "
+        f"{format_duration(elapsed)}, {rate:.2f} it/s{eta}); trained scales "
+        f"{lo:.2f}-{hi:.2f}; checkpoint {ckpt_path}; monitor {monitor}",
+        err=False,
+    )
+    if stop["reason"] is not None and trainer.iteration < cfg.iters:
+        click.echo(f"continue with: ingan-train --resume {ckpt_path}", err=True)
+    return 130 if stop["reason"] == "interrupt" else 0

@@ -1,0 +1,93 @@
+import pickle
+
+import pytest
+import torch
+
+from ingan.errors import CheckpointError
+from ingan.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from ingan.train.config import RunOptions
+from ingan.train.trainer import Trainer
+
+
+@pytest.fixture
+def payload(image, tiny_config):
+    trainer = Trainer(image, tiny_config, RunOptions(device="cpu"))
+    return trainer.state()
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_missing_and_folder_and_empty(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        load_checkpoint(tmp_path / "empty.pt")
+
+
+def test_not_a_torch_file(tmp_path):
+    path = tmp_path / "x.pt"
+    path.write_text("hello, I am text")
+    with pytest.raises(CheckpointError, match="truncated, corrupt or not a PyTorch checkpoint"):
+        load_checkpoint(path)
+
+
+def test_truncated_file(tmp_path, payload):
+    path = save_checkpoint(tmp_path / "ckpt.pt", payload)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated, corrupt"):
+        load_checkpoint(path)
+
+
+def test_code_in_the_file_is_never_run(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "ingan-checkpoint", "payload": _Evil()}, path)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_checkpoint(path)
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_plain_pickle_is_refused(tmp_path):
+    path = tmp_path / "p.pt"
+    path.write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_foreign_torch_file(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"state_dict": {"w": torch.zeros(3)}}, path)
+    with pytest.raises(CheckpointError, match="not an ingan checkpoint"):
+        load_checkpoint(path)
+
+
+def test_newer_format_version(tmp_path, payload):
+    path = tmp_path / "new.pt"
+    torch.save({**payload, "format": "ingan-checkpoint", "format_version": FORMAT_VERSION + 1}, path)
+    with pytest.raises(CheckpointError, match="newer than this ingan supports.*upgrade"):
+        load_checkpoint(path)
+
+
+def test_schema_violations(tmp_path, payload):
+    bad = {**payload, "format": "ingan-checkpoint", "format_version": 1}
+    bad.pop("image")
+    torch.save(bad, tmp_path / "a.pt")
+    with pytest.raises(CheckpointError, match="missing 'image'"):
+        load_checkpoint(tmp_path / "a.pt")
+    wrong = {**payload, "format": "ingan-checkpoint", "format_version": 1, "iteration": "ten"}
+    torch.save(wrong, tmp_path / "b.pt")
+    with pytest.raises(CheckpointError, match="'iteration' has type str"):
+        load_checkpoint(tmp_path / "b.pt")
+
+
+def test_weights_that_do_not_match_the_config(tmp_path, payload):
+    odd = {**payload, "generator_config": {**payload["generator_config"], "base_channels": 8}}
+    path = save_checkpoint(tmp_path / "odd.pt", odd)
+    with pytest.raises(CheckpointError, match="do not match its architecture"):
+        load_checkpoint(path).build_generator()

@@ -1,0 +1,160 @@
+"""End-to-end `ingan-train` runs on tiny configs, and every bad input the issue lists."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from ingan.model.checkpoint import FORMAT_VERSION, load_checkpoint
+from ingan.train.cli import main
+
+TINY = ["--preset", "quick", "--crop-size", "32", "--base-channels", "4", "--device", "cpu"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_explains_quick_preset():
+    result = run("--help")
+    assert result.exit_code == 0
+    assert "smoke test" in result.output and "--time-budget" in result.output and "--resume" in result.output
+
+
+def test_short_run_writes_checkpoint_and_monitors(tmp_path, image_file):
+    out = tmp_path / "run"
+    result = run(image_file, *TINY, "--iters", "4", "--monitor-every", "2", "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert "finished: iteration 4/4" in result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["ckpt.pt", "monitor_000002.png", "monitor_000004.png"]
+    ckpt = load_checkpoint(out / "ckpt.pt")
+    assert ckpt.iteration == 4 and ckpt.payload["image_name"] == "tiny.png"
+    monitor = np.asarray(Image.open(out / "monitor_000004.png"))
+    assert monitor.ndim == 3 and monitor.shape[1] > 3 * 56  # several tiles side by side
+
+
+def test_time_budget_stop_then_resume_equals_uninterrupted(tmp_path, image_file):
+    straight = tmp_path / "straight"
+    assert run(image_file, *TINY, "--iters", "5", "-o", straight, "-q").exit_code == 0
+
+    split = tmp_path / "split"
+    first = run(image_file, *TINY, "--iters", "5", "-o", split, "--time-budget", "0.001", "-q")
+    assert first.exit_code == 0, first.output
+    assert "stopped at the time budget: iteration 1/5" in first.output
+    assert "continue with: ingan-train --resume" in first.output
+    second = run("--resume", split / "ckpt.pt", "--device", "cpu", "-q")
+    assert second.exit_code == 0, second.output
+    assert "finished: iteration 5/5" in second.output
+
+    a = load_checkpoint(straight / "ckpt.pt").payload["generator"]
+    b = load_checkpoint(split / "ckpt.pt").payload["generator"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_can_extend_iterations(tmp_path, image_file):
+    out = tmp_path / "r"
+    run(image_file, *TINY, "--iters", "2", "-o", out, "-q")
+    result = run("--resume", out / "ckpt.pt", "--iters", "3", "--device", "cpu", "-q")
+    assert result.exit_code == 0 and load_checkpoint(out / "ckpt.pt").iteration == 3
+    again = run("--resume", out / "ckpt.pt", "--device", "cpu", "-q")
+    assert again.exit_code == 1 and "already finished its 3 iterations" in again.output
+    fixed = run("--resume", out / "ckpt.pt", "--crop-size", "64")
+    assert fixed.exit_code == 2 and "--crop-size cannot change on --resume" in fixed.output
+
+
+def test_existing_checkpoint_is_not_overwritten_without_force(tmp_path, image_file):
+    out = tmp_path / "r"
+    run(image_file, *TINY, "--iters", "1", "-o", out, "-q")
+    before = (out / "ckpt.pt").read_bytes()
+    result = run(image_file, *TINY, "--iters", "1", "-o", out, "-q")
+    assert result.exit_code == 1 and "already exists" in result.output and "--force" in result.output
+    assert (out / "ckpt.pt").read_bytes() == before
+    assert run(image_file, *TINY, "--iters", "1", "-o", out, "-q", "--force").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing.png", "no such file"),
+        (lambda p: (p / "notes.txt").write_text("hello") and p / "notes.txt", "not an image"),
+        (lambda p: (p / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30) and p / "bad.png", "cannot read"),
+    ],
+)
+def test_bad_images_give_one_line_errors(tmp_path, make, message):
+    path = make(tmp_path)
+    result = run(path, *TINY, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+    assert not (tmp_path / "out" / "ckpt.pt").exists()
+
+
+def test_image_smaller_than_crop(tmp_path):
+    path = tmp_path / "small.png"
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(path)
+    result = run(path, *TINY, "-o", tmp_path / "o")
+    assert result.exit_code == 1 and "smaller than the 32 px training crop" in result.output
+
+
+def test_rgba_and_grayscale_inputs_train_with_notices(tmp_path, image):
+    rgba = np.dstack([image, np.full(image.shape[:2], 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    result = CliRunner().invoke(main, [str(tmp_path / "a.png"), *TINY, "--iters", "1", "-o", str(tmp_path / "o1"), "-q"])
+    assert result.exit_code == 0 and "alpha channel dropped" in result.output
+    Image.fromarray(image[..., 0], "L").save(tmp_path / "g.png")
+    assert run(tmp_path / "g.png", *TINY, "--iters", "1", "-o", tmp_path / "o2", "-q").exit_code == 0
+
+
+def test_huge_image_is_downscaled_with_notice(tmp_path, image):
+    big = np.asarray(Image.fromarray(image).resize((560, 480)))
+    Image.fromarray(big).save(tmp_path / "big.png")
+    result = run(tmp_path / "big.png", *TINY, "--iters", "1", "--max-side", "64", "-o", tmp_path / "o", "-q")
+    assert result.exit_code == 0 and "downscaled to 64x55" in result.output
+    assert load_checkpoint(tmp_path / "o" / "ckpt.pt").image.shape == (55, 64, 3)
+
+
+def test_output_folder_that_is_a_file(tmp_path, image_file):
+    target = tmp_path / "file"
+    target.write_text("x")
+    result = run(image_file, *TINY, "-o", target)
+    assert result.exit_code == 1 and "is not a folder" in result.output
+
+
+def test_resume_bad_checkpoints(tmp_path, image_file):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    result = run("--resume", junk)
+    assert result.exit_code == 1 and "not an ingan checkpoint; it is corrupt" in result.output
+
+    out = tmp_path / "r"
+    run(image_file, *TINY, "--iters", "1", "-o", out, "-q")
+    payload = load_checkpoint(out / "ckpt.pt").payload
+    torch.save({**payload, "format_version": FORMAT_VERSION + 1}, tmp_path / "future.pt")
+    result = run("--resume", tmp_path / "future.pt")
+    assert result.exit_code == 1 and "newer than this ingan supports" in result.output
+
+
+def test_usage_errors(tmp_path, image_file):
+    assert run().exit_code == 2
+    both = run(image_file, "--resume", tmp_path / "x.pt")
+    assert both.exit_code == 2 and "not both" in both.output
+    assert run(image_file, "--time-budget", "soon").exit_code == 2
+    assert run(image_file, "--preset", "fast").exit_code == 2
+
+
+def test_cuda_device_without_cuda(tmp_path, image_file, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = run(image_file, "--preset", "quick", "--crop-size", "32", "--device", "cuda", "-o", tmp_path / "o")
+    assert result.exit_code == 1 and "CUDA is not available" in result.output
+
+
+def test_console_script_help_runs_in_a_subprocess():
+    done = subprocess.run([sys.executable, "-m", "ingan.train", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "Train InGAN on IMAGE" in done.stdout

@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from ingan.train.config import PRESETS, TrainConfig
+from ingan.train.schedule import lr_factor, sample_output_size, scale_range
+
+
+def test_paper_preset_matches_the_original():
+    cfg = PRESETS["paper"]
+    assert (cfg.iters, cfg.crop_size, cfg.g_lr, cfg.d_lr, cfg.beta1) == (75_000, 256, 5e-5, 5e-5, 0.5)
+    assert (cfg.min_scale, cfg.max_scale, cfg.curriculum_iters) == (0.15, 2.25, 10_000)
+    assert (cfg.rec_weight, cfg.inverse_start, cfg.lr_decay_start, cfg.max_transform) == (0.1, 10_000, 20_000, 0.0)
+
+
+def test_lr_is_constant_then_linear_to_zero():
+    cfg = PRESETS["paper"]
+    assert lr_factor(0, cfg) == lr_factor(20_000, cfg) == 1.0
+    assert lr_factor(47_500, cfg) == pytest.approx(0.5)
+    assert lr_factor(75_000, cfg) == pytest.approx(0.0)
+
+
+def test_curriculum_widens_then_holds():
+    cfg = PRESETS["paper"]
+    assert scale_range(0, cfg) == (1.0, 1.0)
+    lo, hi = scale_range(5_000, cfg)
+    assert lo == pytest.approx(0.575) and hi == pytest.approx(1.625)
+    assert scale_range(10_000, cfg) == pytest.approx((0.15, 2.25))
+    assert scale_range(60_000, cfg) == pytest.approx((0.15, 2.25))
+
+
+def test_sampled_sizes_are_multiples_within_range():
+    cfg = PRESETS["paper"]
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        h, w = sample_output_size(20_000, (256, 256), cfg, rng)
+        assert h % 8 == 0 and w % 8 == 0
+        assert 0.15 * 256 <= h <= 2.25 * 256 + 8 and 0.15 * 256 <= w <= 2.25 * 256 + 8
+    assert sample_output_size(0, (256, 256), cfg, rng) == (256, 256)
+
+
+def test_config_round_trips_and_rejects_unknown_fields():
+    cfg = PRESETS["quick"]
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    from ingan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="newer ingan"):
+        TrainConfig.from_dict({**cfg.to_dict(), "from_the_future": 1})
+    with pytest.raises(ConfigError, match="crop size"):
+        cfg.with_overrides(crop_size=100)
+
+
+def test_rescaled_schedule_keeps_milestone_fractions():
+    cfg = PRESETS["paper"].rescaled(7_500)
+    assert (cfg.iters, cfg.curriculum_iters, cfg.inverse_start, cfg.lr_decay_start) == (7_500, 1_000, 1_000, 2_000)
+    assert cfg.scale_weights_even_at == 2_500
+    assert lr_factor(7_500, cfg) == pytest.approx(0.0)
+    assert PRESETS["paper"].rescaled(20).iters == 20
