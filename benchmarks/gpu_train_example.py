@@ -3,8 +3,8 @@
 
 Made for a short GPU loan (one call, <= 10 minutes): it
   1. records the environment and runs the CUDA-marked tests,
-  2. measures training speed (it/s) for fp32 / bf16 autocast / bf16 + channels-last at the
-     full output-size range, and picks the fastest,
+  2. measures training speed (it/s) for fp32 with and without cuDNN and for bf16 +
+     channels-last at the full output-size range, and picks the fastest,
   3. trains the `paper` preset, its schedule compressed (`--iters`) to what fits the rest
      of the budget at the measured speed (stopped by --time-budget regardless),
   4. writes a serving ("slim") checkpoint, split into parts small enough to copy back,
@@ -80,10 +80,10 @@ def probe_speed(image, preset: str, device: str, steps: int) -> list[dict]:
     from ingan.train.trainer import Trainer
 
     config = PRESETS[preset]
-    variants = [(False, False), (True, False), (True, True)] if device != "cpu" else [(False, False)]
+    variants = [(False, False, True), (False, False, False), (True, True, False)] if device != "cpu" else [(False, False, False)]
     results = []
-    for amp, channels_last in variants:
-        trainer = Trainer(image, config, RunOptions(device=device, amp=amp, channels_last=channels_last))
+    for amp, channels_last, cudnn in variants:
+        trainer = Trainer(image, config, RunOptions(device=device, amp=amp, channels_last=channels_last, cudnn=cudnn))
         trainer.iteration = int(config.curriculum_iters * 1.2) + 1
         for _ in range(3):
             trainer.step()
@@ -96,7 +96,7 @@ def probe_speed(image, preset: str, device: str, steps: int) -> list[dict]:
         if device != "cpu":
             torch.cuda.synchronize()
         rate = steps / (time.perf_counter() - t0)
-        row = {"amp_bf16": amp, "channels_last": channels_last, "it_per_s": round(rate, 2), "steps": steps}
+        row = {"amp_bf16": amp, "channels_last": channels_last, "cudnn": cudnn, "it_per_s": round(rate, 2), "steps": steps}
         if device != "cpu":
             row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         log(f"speed probe: {row}")
@@ -154,6 +154,7 @@ def main() -> int:
            "--time-budget", f"{max(train_seconds, 5):.0f}", "--device", args.device,
            "--amp" if best["amp_bf16"] else "--no-amp",
            "--channels-last" if best["channels_last"] else "--no-channels-last",
+           "--cudnn" if best["cudnn"] else "--no-cudnn",
            "--save-every", str(every), "--monitor-every", str(every), "-o", str(run_dir)]
     summary["train_command"] = " ".join(["ingan-train", *cmd[3:]])
     log(f"training: {summary['train_command']}")

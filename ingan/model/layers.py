@@ -26,18 +26,20 @@ class SpectralNorm(nn.Module):
 
     @torch.no_grad()
     def _power_iteration(self, matrix: torch.Tensor, steps: int) -> None:
+        # New tensors are assigned instead of copied in place: no device copies, and
+        # autograd's saved u/v are never overwritten (so no clones are needed).
+        u, v = self._u, self._v
         for _ in range(steps):
-            self._u.copy_(F.normalize(torch.mv(matrix, self._v), dim=0, eps=self.eps))
-            self._v.copy_(F.normalize(torch.mv(matrix.t(), self._u), dim=0, eps=self.eps))
+            u = F.normalize(torch.mv(matrix, v), dim=0, eps=self.eps)
+            v = F.normalize(torch.mv(matrix.t(), u), dim=0, eps=self.eps)
+        self._u, self._v = u, v
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=weight.device.type, enabled=False):
             matrix = weight.flatten(1).float()
             if self.training:
                 self._power_iteration(matrix.detach(), 1)
-            # clone: the in-place updates above must not invalidate autograd's saved u/v
-            u, v = self._u.clone(memory_format=torch.contiguous_format), self._v.clone(memory_format=torch.contiguous_format)
-            sigma = torch.dot(u, torch.mv(matrix, v))
+            sigma = torch.dot(self._u, torch.mv(matrix, self._v))
             return (weight.float() / sigma).to(weight.dtype)
 
 
@@ -60,13 +62,15 @@ def conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, sn: bool = True)
 
 
 def norm(channels: int) -> nn.Module:
-    """Per-image normalisation with a learned affine.
+    """Per-image, per-channel normalisation with a learned affine (instance norm).
 
     The original uses BatchNorm2d in train mode at batch 1, at training *and* test time;
-    that is exactly instance norm with BN's gamma/beta (see docs/model.md). InstanceNorm2d
-    exports to ONNX InstanceNormalization and keeps batches of several images independent.
+    that is exactly instance norm with BN's gamma/beta (docs/model.md). GroupNorm with one
+    channel per group is the same function in one fused kernel (InstanceNorm2d repeats
+    its affine per sample and calls batch norm: several launches), and its parameters
+    (`weight`, `bias`) are named like InstanceNorm2d's, so either can load the weights.
     """
-    return nn.InstanceNorm2d(channels, affine=True, track_running_stats=False)
+    return nn.GroupNorm(channels, channels, eps=1e-5, affine=True)
 
 
 def lrelu() -> nn.Module:

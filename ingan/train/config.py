@@ -140,8 +140,13 @@ class RunOptions:
     """How a run executes; may change between a run and its resume."""
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast, CUDA only
-    channels_last: bool = True  # CUDA only
+    # CUDA speed switches. Defaults follow benchmarks/results/2026-11-26-h100-training:
+    # batch-1 InGAN steps are bound by per-kernel host overhead, not GPU maths, so bf16
+    # and channels-last were slower there, and cuDNN's per-shape set-up (a new output size
+    # every iteration) cost more than its faster kernels saved (2.3 vs 4.05 it/s).
+    amp: bool = False  # bf16 autocast
+    channels_last: bool = False
+    cudnn: bool = False
     save_every: int = 1000
     monitor_every: int = 1000
     time_budget: float | None = None  # seconds of wall clock for this invocation

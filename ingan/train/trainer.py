@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 
 import ingan
 from ingan.errors import CheckpointError, ConfigError, DeviceError
@@ -110,10 +111,14 @@ class Trainer:
         t = image_to_tensor(pixels, self.device)
         return t.contiguous(memory_format=torch.channels_last) if self.channels_last else t
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+    def _autocast(self) -> contextlib.ExitStack:
+        """bf16 autocast when enabled, and cuDNN on/off as the run options say (CUDA)."""
+        stack = contextlib.ExitStack()
+        if self.use_cuda:
+            stack.enter_context(torch.backends.cudnn.flags(enabled=self.options.cudnn))
         if self.amp:
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+            stack.enter_context(torch.autocast(device_type=self.device.type, dtype=torch.bfloat16))
+        return stack
 
     def _noise_like(self, x: torch.Tensor) -> torch.Tensor:
         return (torch.rand_like(x) - 0.5) * (2.0 * self.config.noise)
@@ -155,7 +160,9 @@ class Trainer:
         # --- generator: fool D, and map back to the input (round trip).
         self.D.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
-        with self._autocast():
+        # cached(): each spectral-normalised weight is computed (one power iteration) once
+        # per step instead of once per forward call; on a GPU these tiny kernels dominate.
+        with self._autocast(), parametrize.cached():
             fake = self.G(real + self._noise_like(real), out_hw, fwd_h)
             weights = scale_weights(it, min(out_hw), cfg.discriminator, cfg.scale_weights_even_at)
             d_on_fake = self.D(fake, weights).float()
@@ -178,7 +185,7 @@ class Trainer:
         # --- discriminator: real crops -> 1, generated -> 0, same scale weights.
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
-        with self._autocast():
+        with self._autocast(), parametrize.cached():
             d_real = self.D(real + self._noise_like(real), weights).float()
             fake_in = fake.detach()
             d_fake = self.D(fake_in + self._noise_like(fake_in), weights).float()

@@ -92,3 +92,22 @@ def test_spectral_norm_is_fp32_under_bf16_autocast():
     y.float().mean().backward()
     assert g.entry[1].parametrizations.weight[0]._u.dtype == torch.float32
     assert all(torch.isfinite(p.grad).all() for p in g.parameters() if p.grad is not None)
+
+
+def test_norm_is_exactly_instance_norm_with_affine():
+    from torch import nn
+
+    from ingan.model.layers import norm
+
+    layer = norm(6)
+    with torch.no_grad():
+        layer.weight.uniform_(0.5, 2)
+        layer.bias.uniform_(-1, 1)
+    reference = nn.InstanceNorm2d(6, affine=True)
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 6, 9, 13) * 3 + 1
+    torch.testing.assert_close(layer(x), reference(x), rtol=1e-5, atol=1e-5)
+    # and equal to train-mode BatchNorm at batch 1, which is what the original runs
+    bn = nn.BatchNorm2d(6).train()
+    bn.load_state_dict(layer.state_dict(), strict=False)
+    torch.testing.assert_close(layer(x[:1]), bn(x[:1]), rtol=1e-5, atol=1e-5)

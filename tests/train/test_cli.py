@@ -158,3 +158,26 @@ def test_cuda_device_without_cuda(tmp_path, image_file, monkeypatch):
 def test_console_script_help_runs_in_a_subprocess():
     done = subprocess.run([sys.executable, "-m", "ingan.train", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "Train InGAN on IMAGE" in done.stdout
+
+
+def test_ctrl_c_saves_and_exits_130(tmp_path, image_file):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingan.train", str(image_file), *TINY, "--iters", "100000",
+         "--save-every", "1", "-o", str(out), "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "ckpt.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (out / "ckpt.pt").exists(), "no checkpoint was written"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: iteration" in stdout and "continue with: ingan-train --resume" in stderr
+    ckpt = load_checkpoint(out / "ckpt.pt")
+    assert ckpt.iteration >= 1 and ckpt.has_training_state
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
