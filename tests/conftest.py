@@ -8,10 +8,12 @@ import pytest
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip GPU/TensorRT tests with a reason where the hardware or package is missing."""
-    cuda_ok, trt_ok = _cuda_available(), _importable("tensorrt")
+    cuda_ok, gpu_ok, trt_ok = _cuda_available(), _gpu_present(), _importable("tensorrt")
     for item in items:
         if "cuda" in item.keywords and not cuda_ok:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU and a CUDA build of torch"))
+        if "gpu" in item.keywords and not gpu_ok:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (none found through cuda-bindings)"))
         if "tensorrt" in item.keywords and not trt_ok:
             item.add_marker(pytest.mark.skip(reason="needs the 'tensorrt' package (pip install 'ingan[gpu]')"))
 
@@ -28,6 +30,15 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _gpu_present() -> bool:
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        return False
+    err, count = cudart.cudaGetDeviceCount()
+    return int(err) == 0 and count > 0
 
 
 def synthetic_image(height: int = 48, width: int = 56, seed: int = 0) -> np.ndarray:
@@ -74,3 +85,32 @@ def image_file(tmp_path, image):
     path = tmp_path / "tiny.png"
     Image.fromarray(image).save(path)
     return path
+
+
+# Shared by the export and runtime tests: exports are slow, so they are made once.
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    from ingan.model.config import DiscriminatorConfig, GeneratorConfig
+    from ingan.train.config import RunOptions, TrainConfig
+    from ingan.train.trainer import Trainer
+
+    config = TrainConfig(
+        preset="tiny", iters=4, crop_size=32, curriculum_iters=2, lr_decay_start=4, inverse_start=10,
+        generator=GeneratorConfig(base_channels=4, n_blocks=1), discriminator=DiscriminatorConfig(base_channels=4),
+    )
+    trainer = Trainer(synthetic_image(40, 52), config, RunOptions(device="cpu"), image_name="tiny.png")
+    for _ in range(3):
+        trainer.step()
+    trainer.losses()
+    return trainer.save(tmp_path_factory.mktemp("ckpt") / "ckpt.pt")
+
+
+@pytest.fixture(scope="session")
+def default_export(tiny_checkpoint, tmp_path_factory):
+    """ingan-export ckpt.pt --fp16 (FP32 + FP16 ONNX, baked image, uint8 output)."""
+    from ingan.export.pipeline import ExportOptions, export_checkpoint
+
+    out = tmp_path_factory.mktemp("export")
+    result = export_checkpoint(tiny_checkpoint, ExportOptions(out_dir=out, fp16=True, min_size=(16, 16),
+                                                              max_size=(96, 120)))
+    return out, result

@@ -68,4 +68,6 @@ def format_duration(seconds: float) -> str:
 
 
 def setup_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+    """Our own messages at INFO; third-party libraries (onnxscript, torch) only at WARNING."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("ingan").setLevel(logging.WARNING if quiet else logging.INFO)

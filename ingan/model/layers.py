@@ -82,15 +82,25 @@ def is_spectral_normed(module: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def bake_spectral_norm(model: nn.Module) -> nn.Module:
-    """Replace every spectral-norm parametrisation by its current normalised weight.
+def baked_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict with every spectral-normalised weight replaced by W / sigma.
 
-    Call on a model in eval mode: then the stored power-iteration vectors are used as
-    they are, so the baked weights equal what eval-mode forward computes.
+    Uses the stored power-iteration vectors (eval-mode maths), so the result equals what
+    the model computes in eval mode. Load it into the same architecture built without
+    spectral norm. (Removing parametrisations in place is avoided on purpose: it edits
+    the class that deep copies share.)
     """
-    if model.training:
-        raise RuntimeError("bake_spectral_norm needs eval mode (no power iteration)")
-    for module in model.modules():
-        if is_spectral_normed(module):
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
-    return model
+    was_training = model.training
+    model.eval()
+    try:
+        baked: dict[str, torch.Tensor] = {}
+        for key, value in model.state_dict().items():
+            if ".parametrizations.weight." in key:
+                if key.endswith(".parametrizations.weight.original"):
+                    prefix = key[: -len(".parametrizations.weight.original")]
+                    baked[prefix + ".weight"] = model.get_submodule(prefix).weight.detach().clone()
+                continue
+            baked[key] = value.detach().clone()
+        return baked
+    finally:
+        model.train(was_training)

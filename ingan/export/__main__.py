@@ -1,0 +1,3 @@
+from ingan.export.cli import main
+
+main()

@@ -1,0 +1,110 @@
+"""Sidecar metadata (`<artifact>.json`) for exported models and engines.
+
+Written next to every `.onnx` / `.plan`, never inside the engine bytes. Runtimes read it
+to validate a request (size range, inputs) before touching a GPU. No torch here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingan.errors import InganError
+from ingan.fsutil import atomic_path
+
+FORMAT = "ingan-model"
+FORMAT_VERSION = 1
+
+
+class MetadataError(InganError):
+    """A sidecar file is missing, corrupt or from a newer ingan."""
+
+
+def sidecar_path(artifact: str | os.PathLike[str]) -> Path:
+    """`model.onnx` -> `model.onnx.json` (unambiguous when .onnx and .plan share a stem)."""
+    path = Path(artifact)
+    return path.with_name(path.name + ".json")
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    dtype: str
+    shape: list[int | str]
+
+
+@dataclass
+class ModelMetadata:
+    kind: str  # "onnx" | "tensorrt"
+    artifact: str  # file name of the model next to this sidecar
+    artifact_sha256: str
+    precision: str  # "fp32" | "fp16"
+    opset: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    image_input: bool
+    warp: bool
+    output_format: str  # "uint8" | "float"
+    min_size: list[int]  # [height, width]
+    opt_size: list[int]
+    max_size: list[int]
+    training_image_size: list[int]  # [height, width]
+    trained_scale_range: list[float]
+    source_checkpoint: dict[str, Any]
+    exporter: str
+    validation: dict[str, Any] = field(default_factory=dict)
+    tensorrt: dict[str, Any] | None = None
+    ingan_version: str = ""
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        with atomic_path(path) as tmp:
+            tmp.write_text(self.to_json())
+        return Path(path)
+
+    def size_in_range(self, size: tuple[int, int]) -> bool:
+        h, w = size
+        return self.min_size[0] <= h <= self.max_size[0] and self.min_size[1] <= w <= self.max_size[1]
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> "ModelMetadata":
+        p = Path(path)
+        if not p.exists():
+            raise MetadataError(
+                f"metadata '{p}' not found; it is written by ingan-export next to the model; re-export, "
+                "or keep the .json beside the model when copying it"
+            )
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MetadataError(f"metadata '{p}' is unreadable or not JSON ({exc}); re-export the model") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise MetadataError(f"'{p}' is not ingan model metadata")
+        version = data.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise MetadataError(
+                f"'{p}' has metadata format {version!r}, newer than this ingan supports ({FORMAT_VERSION}); upgrade ingan"
+            )
+        try:
+            data["inputs"] = [TensorSpec(**t) for t in data["inputs"]]
+            data["outputs"] = [TensorSpec(**t) for t in data["outputs"]]
+            meta = cls(**data)
+        except (KeyError, TypeError) as exc:
+            raise MetadataError(f"'{p}' is incomplete or damaged ({exc}); re-export the model") from None
+        return meta

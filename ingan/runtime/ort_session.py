@@ -1,0 +1,31 @@
+"""Creating ONNX Runtime sessions with a clear error when the package is missing (no torch)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from ingan.errors import InganError, MissingDependencyError
+
+
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "export", "Running an .onnx model") from None
+    return onnxruntime
+
+
+def create_session(path: str | os.PathLike[str], providers: Sequence[Any] | None = None, threads: int = 0) -> Any:
+    """An InferenceSession; `providers` in priority order (default: CPU only)."""
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: shape-inference chatter is not for users
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(os.fspath(path), sess_options=options,
+                                    providers=list(providers or ["CPUExecutionProvider"]))
+    except Exception as exc:  # ORT raises its own exception types for corrupt/unsupported files
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise InganError(f"ONNX Runtime cannot load '{os.fspath(path)}': {first}") from None

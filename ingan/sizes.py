@@ -1,0 +1,23 @@
+"""Size strings and ranges for the CLIs (no torch)."""
+
+from __future__ import annotations
+
+import re
+
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x360' (width x height, like every image tool) -> (height, width)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"'{text}' is not a size; write WIDTHxHEIGHT, e.g. 640x360")
+    width, height = int(match.group(1)), int(match.group(2))
+    if width < 1 or height < 1:
+        raise ValueError(f"size '{text}' must be at least 1x1")
+    return height, width
+
+
+def format_size(hw: tuple[int, int] | list[int]) -> str:
+    """(height, width) -> 'WxH'."""
+    return f"{int(hw[1])}x{int(hw[0])}"

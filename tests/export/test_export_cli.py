@@ -1,0 +1,114 @@
+"""ingan-export on the command line, and every bad input the issue lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ingan.export.cli import main
+from ingan.model.checkpoint import FORMAT_VERSION, load_checkpoint
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line_error(result, text):
+    """Exit 1 and exactly one error line (progress lines may precede it)."""
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and text in errors[0], result.output
+
+
+def test_help():
+    result = run("--help")
+    assert result.exit_code == 0 and "--fp16" in result.output and "--engine / --no-engine" in result.output
+
+
+def test_cli_export_explains_missing_tensorrt(tiny_checkpoint, tmp_path):
+    result = run(tiny_checkpoint, "-o", tmp_path, "--min-size", "16x16", "--max-size", "80x64")
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "model.onnx" in result.output and "PASSED" in result.output
+    assert "no TensorRT engine built" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
+
+
+def test_engine_flag_requires_tensorrt(tiny_checkpoint, tmp_path):
+    result = run(tiny_checkpoint, "-o", tmp_path, "--engine", "-q")
+    one_line_error(result, "--engine: cannot build a TensorRT engine: the 'tensorrt' package is not installed")
+    assert list(tmp_path.iterdir()) == []  # checked before exporting anything
+
+
+def _no_files(folder):
+    return [p.name for p in folder.iterdir()] if folder.exists() else []
+
+
+def test_not_a_checkpoint(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("hello")
+    one_line_error(run(junk, "-o", tmp_path / "o"), "not a PyTorch checkpoint")
+    assert _no_files(tmp_path / "o") == []
+
+
+def test_missing_checkpoint(tmp_path):
+    one_line_error(run(tmp_path / "nope.pt"), "does not exist")
+
+
+def test_truncated_checkpoint(tiny_checkpoint, tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    one_line_error(run(broken, "-o", tmp_path / "o"), "truncated, corrupt")
+
+
+def test_newer_checkpoint_format(tiny_checkpoint, tmp_path):
+    payload = load_checkpoint(tiny_checkpoint).payload
+    torch.save({**payload, "format_version": FORMAT_VERSION + 1}, tmp_path / "new.pt")
+    one_line_error(run(tmp_path / "new.pt", "-o", tmp_path / "o"), "upgrade ingan")
+
+
+def test_min_larger_than_max(tiny_checkpoint, tmp_path):
+    one_line_error(run(tiny_checkpoint, "-o", tmp_path, "--min-size", "90x90", "--max-size", "40x40"),
+                   "min <= opt <= max")
+    assert _no_files(tmp_path) == []
+
+
+def test_size_below_architecture_minimum(tiny_checkpoint, tmp_path):
+    one_line_error(run(tiny_checkpoint, "-o", tmp_path, "--min-size", "8x8"), "minimum side 16")
+
+
+def test_output_folder_is_a_file(tiny_checkpoint, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    one_line_error(run(tiny_checkpoint, "-o", target), "is not a folder")
+
+
+@pytest.mark.parametrize("args", [["--frobnicate"], ["--max-size", "big"], ["--max-size", "0x10"], ["--opset", "20"],
+                                  ["--output", "png"], ["--workspace", "lots"]])
+def test_usage_errors(tiny_checkpoint, args):
+    assert run(tiny_checkpoint, *args).exit_code == 2
+
+
+def test_exporter_failure_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated exporter failure")
+
+    monkeypatch.setattr(torch.onnx, "export", boom)
+    one_line_error(run(tiny_checkpoint, "-o", tmp_path), "could not export the generator")
+    assert _no_files(tmp_path) == []
+
+
+def test_validation_failure_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch):
+    import ingan.export.pipeline as pipeline
+
+    real = pipeline.torch_reference
+
+    def off_by_a_lot(*args, **kwargs):
+        out = real(*args, **kwargs)
+        return (out.astype(np.int32) + 40).clip(0, 255).astype(np.uint8)
+
+    monkeypatch.setattr(pipeline, "torch_reference", off_by_a_lot)
+    one_line_error(run(tiny_checkpoint, "-o", tmp_path, "--no-engine"), "does not match PyTorch")
+    assert _no_files(tmp_path) == []
