@@ -7,7 +7,6 @@ sidecar metadata, so a failed export leaves nothing behind.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from ingan.fsutil import atomic_path, ensure_output_dir
 from ingan.metadata import ModelMetadata, TensorSpec, sha256_of, sidecar_path
 from ingan.model.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from ingan.model.generator import Generator
+from ingan.model.sizes import default_size_range
 from ingan.model.warp import top_shift_homography
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,8 @@ class SizeRange:
 def size_range(ckpt: Checkpoint, options: ExportOptions) -> SizeRange:
     """Defaults: the trained output/input scale range applied to the training image."""
     h, w = ckpt.image.shape[:2]
-    lo, hi = ckpt.scale_range
     floor = ckpt.generator_config.min_size
-    default_min = (max(math.ceil(lo * h), floor), max(math.ceil(lo * w), floor))
-    default_max = (max(math.floor(hi * h), default_min[0]), max(math.floor(hi * w), default_min[1]))
+    default_min, default_max = default_size_range((h, w), ckpt.scale_range, floor)
     low = options.min_size or default_min
     high = options.max_size or default_max
     opt = options.opt_size or (min(max(h, low[0]), high[0]), min(max(w, low[1]), high[1]))

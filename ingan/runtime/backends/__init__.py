@@ -1,0 +1,1 @@
+"""Backends, imported only when chosen (each pulls in its own heavy package)."""

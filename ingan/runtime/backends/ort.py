@@ -1,0 +1,104 @@
+"""ONNX Runtime backend for `.onnx` files (no torch)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ingan.errors import DeviceError
+from ingan.metadata import ModelMetadata
+from ingan.runtime.base import Runner, graph_homography, to_hwc_uint8
+from ingan.runtime.ort_session import create_session, import_onnxruntime
+
+log = logging.getLogger(__name__)
+
+# Priority when choosing automatically. The TensorRT EP caches the engines it builds.
+AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+ALIASES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider",
+           "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+
+
+def choose_providers(available: Sequence[str], requested: Sequence[str] | None, device: str | None,
+                     cache_dir: Path) -> list[Any]:
+    """Provider list in priority order, with options (TensorRT EP engine cache)."""
+    if requested:
+        names = [ALIASES.get(p.lower(), p) for p in requested]
+    elif device == "cpu":
+        names = ["CPUExecutionProvider"]
+    else:
+        names = [p for p in AUTO_ORDER if p in available]
+        if device and device.startswith("cuda") and not any(n != "CPUExecutionProvider" for n in names):
+            raise DeviceError(
+                "--device cuda: this onnxruntime has no CUDA or TensorRT provider (available: "
+                f"{', '.join(available)}); install onnxruntime-gpu (pip install 'ingan[gpu]') or use --device cpu"
+            )
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise DeviceError(
+            f"ONNX Runtime provider(s) {', '.join(missing)} not available here (available: "
+            f"{', '.join(available)}); pick one of those"
+        )
+    providers: list[Any] = []
+    for name in names:
+        if name == "TensorrtExecutionProvider":
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            providers.append((name, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
+                                     "trt_timing_cache_enable": True}))
+        else:
+            providers.append(name)
+    if "CPUExecutionProvider" not in names:
+        providers.append("CPUExecutionProvider")  # ORT places shape ops on the CPU anyway
+    return providers
+
+
+class OrtRunner(Runner):
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | Path, metadata: ModelMetadata, providers: Sequence[str] | None = None,
+                 device: str | None = None, threads: int = 0) -> None:
+        super().__init__(path, metadata)
+        ort = import_onnxruntime()
+        chosen = choose_providers(ort.get_available_providers(), providers, device,
+                                  self.path.parent / f".{self.path.name}.trt-cache")
+        self.session = create_session(self.path, providers=chosen, threads=threads)
+        self.providers = self.session.get_providers()
+        requested_first = chosen[0][0] if isinstance(chosen[0], tuple) else chosen[0]
+        if self.providers[0] != requested_first:
+            # ORT falls back silently when a provider fails to initialise: say so.
+            log.warning("ONNX Runtime could not use %s; running on %s", requested_first, self.providers[0])
+        self._gpu = self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+        self._binding = self.session.io_binding() if self._gpu else None
+
+    @property
+    def device(self) -> str:
+        return self.providers[0]
+
+    def _retarget(self, size: tuple[int, int], homography: np.ndarray | None,
+                  image: np.ndarray | None) -> np.ndarray:
+        feed = {"size": np.asarray(size, dtype=np.int64)}
+        if image is not None:
+            feed["image"] = image
+        homography = graph_homography(self.metadata, homography)
+        if homography is not None:
+            feed["homography"] = homography
+        if self._binding is None:
+            output = self.session.run(["output"], feed)[0]
+        else:
+            # I/O binding: inputs from host memory, the output allocated on the GPU by ORT and
+            # copied back once (no per-run host allocation inside ORT).
+            binding = self._binding
+            binding.clear_binding_inputs()
+            binding.clear_binding_outputs()
+            for name, value in feed.items():
+                binding.bind_cpu_input(name, value)
+            binding.bind_output("output", "cuda")
+            self.session.run_with_iobinding(binding)
+            output = binding.copy_outputs_to_cpu()[0]
+        return to_hwc_uint8(output, self.metadata.output_format)
+
+    def _close(self) -> None:
+        self._binding = None
+        self.session = None
