@@ -7,7 +7,6 @@ with a one-line reason.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -22,6 +21,7 @@ import torch
 
 from ingan.errors import CheckpointError, ConfigError
 from ingan.fsutil import atomic_path
+from ingan.metadata import sha256_of
 from ingan.model.config import GeneratorConfig
 from ingan.model.generator import Generator
 
@@ -96,12 +96,7 @@ class Checkpoint:
         return generator.to(device).eval()
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+file_sha256 = sha256_of  # one implementation, in ingan.metadata
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:

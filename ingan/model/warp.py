@@ -8,41 +8,10 @@ consumes. Building the grid from `arange` of the output size keeps it exportable
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def corner_homography(
-    src: "np.ndarray | list[list[float]]", dst: "np.ndarray | list[list[float]]"
-) -> np.ndarray:
-    """3x3 homography H with H @ [src, 1] ~ [dst, 1] for four point pairs (float64)."""
-    src_pts = np.asarray(src, dtype=np.float64).reshape(4, 2)
-    dst_pts = np.asarray(dst, dtype=np.float64).reshape(4, 2)
-    rows = []
-    rhs = []
-    for (x, y), (u, v) in zip(src_pts, dst_pts):
-        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
-        rhs.append(u)
-        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-        rhs.append(v)
-    try:
-        h = np.linalg.solve(np.array(rows), np.array(rhs))
-    except np.linalg.LinAlgError:
-        raise ValueError("degenerate corner correspondence: three of the four points are collinear") from None
-    return np.append(h, 1.0).reshape(3, 3)
-
-
-_CORNERS = [[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]  # TL, TR, BR, BL
-
-
-def top_shift_homography(left: float, right: float) -> np.ndarray:
-    """The paper's non-rectangular family: the output's top corners sample the input at
-    x shifted by `left` and `right` (in normalised units, 2 = full width); the bottom
-    corners stay put. (0, 0) is the identity; (-0.5, 0.5) widens the top.
-    """
-    dst = [[-1.0 + left, -1.0], [1.0 + right, -1.0], [1.0, 1.0], [-1.0, 1.0]]
-    return corner_homography(_CORNERS, dst)
+from ingan.homography import corner_homography, top_shift_homography  # noqa: F401  (re-export)
 
 
 def homography_grid(homography: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -15,6 +15,8 @@ TensorRT facts this code relies on (details and sources in shared/notes/tensorrt
   (https://docs.nvidia.com/deeplearning/tensorrt/11.1.0/inference-library/engine-compatibility.html).
 - Deserializing on a machine without a usable GPU crashes the process (segfault seen with
   tensorrt_lean 11.4.0.106 on a driver-less host), so the GPU is checked first.
+- Optional CUDA graphs (`cuda_graphs=N`): see `TrtEngineSession` and `_run_and_capture` for the
+  recipe, the sources, and why every cached graph gets its own execution context.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from types import ModuleType, TracebackType
 from typing import Any, Sequence
 
@@ -120,6 +124,16 @@ def _stream_handle(stream: Any) -> int:
     except ImportError:
         return int(stream)
     return int(get_cuda_native_handle(stream))
+
+
+def _is_null(handle: Any) -> bool:
+    """True for None or a NULL cuda-python handle (cudaGraph_t, cudaGraphExec_t, ...)."""
+    if handle is None:
+        return True
+    try:
+        return _stream_handle(handle) == 0  # get_cuda_native_handle works for any handle type
+    except (TypeError, ValueError):
+        return False
 
 
 # --------------------------------------------------------------------------- TensorRT helpers
@@ -235,14 +249,36 @@ def _import_trt(lean: bool) -> ModuleType:
 # --------------------------------------------------------------------------- the session
 
 
+@dataclass
+class _CudaGraph:
+    """One captured enqueue: its own execution context, graph, and pinned `size` values."""
+
+    context: Any
+    graph: Any
+    graph_exec: Any
+    size_ptr: int  # pinned host memory holding this key's (height, width); never rewritten
+    output_shape: tuple[int, ...]
+
+
 class TrtEngineSession:
     """One deserialized engine + execution context + stream + buffers sized for the profile max.
 
     Not thread-safe for concurrent `run` calls (one context, one stream); a lock serializes
     them. Use as a context manager or call `close()`.
+
+    `cuda_graphs=N` (N > 0) keeps an LRU of up to N CUDA graphs, one per key
+    (size, input shapes). The first request for a key runs normally on a fresh execution
+    context and captures that context's enqueue; later requests for the key copy their inputs
+    into the same fixed device buffers and replay the graph with `cudaGraphLaunch`. A graph
+    replays the kernels, tensor addresses and shape-tensor values of its capture: TensorRT
+    reads `size` from host memory on the CPU inside the enqueue call, so the values are baked
+    into the graph and the key must (and does) contain the size. Engines whose enqueue cannot
+    be captured fall back to plain execution for that key (logged once). 0 (the default)
+    never touches CUDA graphs.
     """
 
-    def __init__(self, plan: bytes, *, lean: bool = False, allow_host_code: bool = False) -> None:
+    def __init__(self, plan: bytes, *, lean: bool = False, allow_host_code: bool = False,
+                 cuda_graphs: int = 0) -> None:
         # Everything close() touches exists before anything can fail.
         self._lock = threading.RLock()
         self._closed = False
@@ -254,6 +290,14 @@ class TrtEngineSession:
         self._runtime: Any = None
         self._engine: Any = None
         self._context: Any = None
+        self._graphs: OrderedDict[Any, _CudaGraph] = OrderedDict()
+        self._graph_failed: OrderedDict[Any, None] = OrderedDict()
+        self._graph_failure_logged = False
+        self._graph_counts = {"captures": 0, "launches": 0, "evictions": 0, "failures": 0}
+        self._scratch: tuple[int, int] | None = None  # (device ptr, bytes) shared by graph contexts
+        if isinstance(cuda_graphs, bool) or not isinstance(cuda_graphs, int) or cuda_graphs < 0:
+            raise ConfigError(f"cuda_graphs must be a whole number >= 0 (0 = off), got {cuda_graphs!r}")
+        self._graph_capacity = cuda_graphs
         try:
             self._open(plan, lean=lean, allow_host_code=allow_host_code)
         except BaseException:
@@ -272,6 +316,7 @@ class TrtEngineSession:
         if not ok:  # checked first: deserializing without a GPU segfaults
             raise DeviceError(f"cannot run a TensorRT engine: {reason}")
 
+        self._trt = trt
         self._logger = make_logger(trt)
         runtime = trt.Runtime(self._logger)
         self._runtime = runtime
@@ -315,8 +360,9 @@ class TrtEngineSession:
             raise EngineLoadError(f"the engine has no usable optimization profile for 'size' ({profile})")
         self._size_min = (profile[0][0], profile[0][1])
         self._size_max = (profile[2][0], profile[2][1])
-        # Host memory TensorRT reads the shape values from; it lives as long as the session.
-        self._size_host = np.zeros(2, dtype=self._size_dtype)
+        # Host memory TensorRT reads the shape values from: allocated once (pinned), lives as
+        # long as the session, rewritten in place before each enqueue.
+        _ptr, self._size_host = self._pinned(2 * self._size_dtype.itemsize, "size", self._size_dtype)
 
         self._input_dtypes: dict[str, np.dtype] = {}
         self._input_ranges: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
@@ -360,17 +406,26 @@ class TrtEngineSession:
         nbytes = max(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, 1)
         device_ptr = _check(self._cudart.cudaMalloc(nbytes), f"cudaMalloc({name}, {nbytes} bytes)")
         self._device_ptrs.append(device_ptr)
-        host_ptr = _check(self._cudart.cudaMallocHost(nbytes), f"cudaMallocHost({name}, {nbytes} bytes)")
-        self._host_ptrs.append(host_ptr)
-        host = np.frombuffer((ctypes.c_ubyte * nbytes).from_address(host_ptr), dtype=np.uint8)
+        _host_ptr, host = self._pinned(nbytes, name)
         return device_ptr, nbytes, host
 
-    def _set_shapes(self, size: tuple[int, int], shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
-        """Set the size values and input shapes; return the concrete output shape."""
-        context = self._context
-        self._size_host[0], self._size_host[1] = size
+    def _pinned(self, nbytes: int, name: str, dtype: np.dtype | None = None,
+                owned: bool = True) -> tuple[int, np.ndarray]:
+        """Pinned host memory as a numpy view; freed by close() when `owned`."""
+        host_ptr = _check(self._cudart.cudaMallocHost(nbytes), f"cudaMallocHost({name}, {nbytes} bytes)")
+        if owned:
+            self._host_ptrs.append(host_ptr)
+        view = np.frombuffer((ctypes.c_ubyte * nbytes).from_address(host_ptr), dtype=np.uint8)
+        return host_ptr, (view if dtype is None else view.view(dtype))
+
+    def _set_shapes(self, size: tuple[int, int], shapes: dict[str, tuple[int, ...]],
+                    context: Any = None, size_host: np.ndarray | None = None) -> tuple[int, ...]:
+        """Set the size values and input shapes (main context unless given); return the output shape."""
+        context = self._context if context is None else context
+        size_host = self._size_host if size_host is None else size_host
+        size_host[0], size_host[1] = size
         # Shape-tensor input: a HOST pointer (NvInferRuntime.h setTensorAddress).
-        if not context.set_tensor_address(SIZE_INPUT, self._size_host.ctypes.data):
+        if not context.set_tensor_address(SIZE_INPUT, size_host.ctypes.data):
             raise InganError(f"TensorRT refused the 'size' address: {_errors_text(self._logger)}")
         for name, shape in shapes.items():
             if not context.set_input_shape(name, tuple(int(d) for d in shape)):
@@ -407,6 +462,18 @@ class TrtEngineSession:
     def size_range(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """((min_h, min_w), (max_h, max_w)) from optimization profile 0."""
         return self._size_min, self._size_max
+
+    @property
+    def cuda_graph_keys(self) -> tuple[Any, ...]:
+        """Cached graph keys, least recently used first: ((h, w), ((input, shape), ...))."""
+        with self._lock:
+            return tuple(self._graphs)
+
+    @property
+    def cuda_graph_counts(self) -> dict[str, int]:
+        """How often graphs were captured, launched, evicted, or could not be captured."""
+        with self._lock:
+            return dict(self._graph_counts)
 
     # ---------------------------------------------------------------- inference
 
@@ -454,28 +521,25 @@ class TrtEngineSession:
             if self._closed:
                 raise InganError("this TensorRT session is closed")
             cudart = self._cudart
-            output_shape = self._set_shapes(hw, {name: a.shape for name, a in arrays.items()})
-            out_ptr, out_capacity, out_host = self._bufs[OUTPUT_NAME]
-            out_nbytes = int(np.prod(output_shape, dtype=np.int64)) * self._output_dtype.itemsize
-            if out_nbytes > out_capacity:  # cannot happen for a graph whose output grows with size
-                raise InganError(
-                    f"output {output_shape} needs {out_nbytes} bytes but {out_capacity} were sized "
-                    f"from the profile maximum"
-                )
-            for name, array in arrays.items():
-                device_ptr, _capacity, host = self._bufs[name]
-                host[: array.nbytes] = array.reshape(-1).view(np.uint8)
-                _check(
-                    cudart.cudaMemcpyAsync(
-                        device_ptr, host.ctypes.data, array.nbytes,
-                        cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream,
-                    ),
-                    f"cudaMemcpyAsync({name} to device)",
-                )
-            if not self._context.execute_async_v3(self._stream_int):
-                # Drain the stream before reporting so nothing is in flight on our buffers.
-                cudart.cudaStreamSynchronize(self._stream)
-                raise InganError(f"TensorRT inference failed: {_errors_text(self._logger)}")
+            shapes = {name: tuple(int(d) for d in a.shape) for name, a in arrays.items()}
+            key = (hw, tuple(sorted(shapes.items())))
+            use_graphs = self._graph_capacity > 0 and key not in self._graph_failed
+            cached = self._graphs.get(key) if use_graphs else None
+            if cached is not None:
+                self._graphs.move_to_end(key)
+                output_shape = cached.output_shape
+                out_nbytes = self._output_nbytes(output_shape)
+                self._copy_inputs(arrays)
+                _check(cudart.cudaGraphLaunch(cached.graph_exec, self._stream), "cudaGraphLaunch")
+                self._graph_counts["launches"] += 1
+            elif use_graphs:
+                output_shape, out_nbytes = self._run_and_capture(key, hw, shapes, arrays)
+            else:
+                output_shape = self._set_shapes(hw, shapes)
+                out_nbytes = self._output_nbytes(output_shape)
+                self._copy_inputs(arrays)
+                self._enqueue(self._context)
+            out_ptr, _out_capacity, out_host = self._bufs[OUTPUT_NAME]
             _check(
                 cudart.cudaMemcpyAsync(
                     out_host.ctypes.data, out_ptr, out_nbytes,
@@ -486,6 +550,171 @@ class TrtEngineSession:
             _check(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
             # Copy out of the pinned buffer: the next run overwrites it.
             return out_host[:out_nbytes].view(self._output_dtype).reshape(output_shape).copy()
+
+    def _output_nbytes(self, output_shape: tuple[int, ...]) -> int:
+        out_capacity = self._bufs[OUTPUT_NAME][1]
+        out_nbytes = int(np.prod(output_shape, dtype=np.int64)) * self._output_dtype.itemsize
+        if out_nbytes > out_capacity:  # cannot happen for a graph whose output grows with size
+            raise InganError(
+                f"output {output_shape} needs {out_nbytes} bytes but {out_capacity} were sized "
+                f"from the profile maximum"
+            )
+        return out_nbytes
+
+    def _copy_inputs(self, arrays: dict[str, np.ndarray]) -> None:
+        """Host arrays -> the fixed device buffers (through their pinned staging buffers)."""
+        cudart = self._cudart
+        for name, array in arrays.items():
+            device_ptr, _capacity, host = self._bufs[name]
+            host[: array.nbytes] = array.reshape(-1).view(np.uint8)
+            _check(
+                cudart.cudaMemcpyAsync(
+                    device_ptr, host.ctypes.data, array.nbytes,
+                    cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream,
+                ),
+                f"cudaMemcpyAsync({name} to device)",
+            )
+
+    def _enqueue(self, context: Any) -> None:
+        if not context.execute_async_v3(self._stream_int):
+            # Drain the stream before reporting so nothing is in flight on our buffers.
+            self._cudart.cudaStreamSynchronize(self._stream)
+            raise InganError(f"TensorRT inference failed: {_errors_text(self._logger)}")
+
+    # ---------------------------------------------------------------- CUDA graphs
+
+    def _run_and_capture(
+        self, key: Any, hw: tuple[int, int], shapes: dict[str, tuple[int, ...]], arrays: dict[str, np.ndarray]
+    ) -> tuple[tuple[int, ...], int]:
+        """First request for `key`: run it on a new context, then capture that context's enqueue.
+
+        Recipe (TensorRT "CUDA Graphs", Optimizing TensorRT Performance,
+        https://docs.nvidia.com/deeplearning/tensorrt/11.4.1/performance/optimization.html, and
+        trtexec: samples/common/sampleInference.cpp + sampleDevice.h `TrtCudaGraph` at 11.1,
+        https://github.com/NVIDIA/TensorRT/blob/main/samples/common/sampleInference.cpp):
+        set input shapes and addresses, enqueue once normally and synchronize ("Avoid capturing
+        initialization calls by executing the enqueue function at least once before starting
+        CUDA graph capture"), then cudaStreamBeginCapture(stream, ThreadLocal) -> enqueue ->
+        cudaStreamEndCapture -> cudaGraphInstantiate. "When the stream is capturing, the enqueue
+        call may return false if the current CUDA graph capture fails": then end the capture,
+        destroy any partial graph, clear the CUDA error, and run this key without a graph.
+
+        Why one execution context per graph: a graph replays what the enqueue recorded for the
+        context's state at capture time (shapes, shape-tensor values that TensorRT read from
+        host memory on the CPU, tensor addresses, internal buffers). Re-using that context for
+        another size would change the state the graph depends on, so each cached graph owns a
+        context that is never touched again. The contexts are USER_MANAGED and share one scratch
+        block: "using it in another execution context running in parallel" is what
+        NvInferRuntime.h `setDeviceMemoryV2` forbids, and ours run one at a time on one stream.
+        The `size` values live in pinned memory owned by the entry and never rewritten, so even
+        a graph that re-reads them at launch sees its own values.
+
+        The warm-up run computes this request's output (the captured enqueue does not execute),
+        so the caller only copies the output back.
+        """
+        trt, cudart, engine = self._trt, self._cudart, self._engine
+        if self._scratch is None:
+            scratch_bytes = int(engine.device_memory_size_v2)
+            scratch_ptr = 0
+            if scratch_bytes > 0:
+                scratch_ptr = _check(
+                    cudart.cudaMalloc(scratch_bytes), f"cudaMalloc(graph scratch, {scratch_bytes} bytes)"
+                )
+                self._device_ptrs.append(scratch_ptr)
+            self._scratch = (scratch_ptr, scratch_bytes)
+        context = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+        if context is None:
+            raise EngineLoadError(f"TensorRT could not create an execution context: {_errors_text(self._logger)}")
+        context.set_device_memory(self._scratch[0], self._scratch[1])
+        size_ptr, size_host = self._pinned(2 * self._size_dtype.itemsize, "size", self._size_dtype, owned=False)
+        entry: _CudaGraph | None = None
+        try:
+            for name, (device_ptr, _nbytes, _host) in self._bufs.items():
+                if not context.set_tensor_address(name, device_ptr):
+                    raise EngineLoadError(f"TensorRT refused the buffer for '{name}': {_errors_text(self._logger)}")
+            output_shape = self._set_shapes(hw, shapes, context=context, size_host=size_host)
+            out_nbytes = self._output_nbytes(output_shape)
+            self._copy_inputs(arrays)
+            self._enqueue(context)  # the normal run after the shape change; computes this output
+            _check(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+            graph, graph_exec, why = self._capture(context)
+            if graph_exec is None:
+                self._graph_capture_failed(key, why)
+            else:
+                entry = _CudaGraph(context, graph, graph_exec, size_ptr, output_shape)
+                self._graphs[key] = entry  # most recently used: never the one evicted below
+                self._graph_counts["captures"] += 1
+                errors: list[str] = []
+                while len(self._graphs) > self._graph_capacity:
+                    _old_key, old = self._graphs.popitem(last=False)
+                    self._graph_counts["evictions"] += 1
+                    errors += self._destroy_graph(old)
+                if errors:
+                    raise CudaError("; ".join(errors))
+            return output_shape, out_nbytes
+        finally:
+            if entry is None:  # failed or not capturable: nothing keeps the context or its values
+                _check(cudart.cudaFreeHost(size_ptr), "cudaFreeHost")
+
+    def _capture(self, context: Any) -> tuple[Any, Any, str]:
+        """(graph, graph_exec, "") or (None, None, why) for one enqueue of `context`."""
+        cudart = self._cudart
+        _check(
+            cudart.cudaStreamBeginCapture(
+                self._stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+            ),
+            "cudaStreamBeginCapture",
+        )
+        try:
+            enqueued = bool(context.execute_async_v3(self._stream_int))
+        except BaseException:
+            _err, graph = cudart.cudaStreamEndCapture(self._stream)  # leave capture mode, then raise
+            if not _is_null(graph):
+                cudart.cudaGraphDestroy(graph)
+            raise
+        err, graph = cudart.cudaStreamEndCapture(self._stream)  # always: leaves capture mode
+        why = ""
+        if not enqueued:
+            why = f"the enqueue cannot be captured ({_errors_text(self._logger)})"
+        elif int(err) != 0 or _is_null(graph):
+            why = f"cudaStreamEndCapture: {_error_name(err)}"
+        else:
+            err, graph_exec = cudart.cudaGraphInstantiate(graph, 0)
+            if int(err) == 0 and not _is_null(graph_exec):
+                return graph, graph_exec, ""
+            why = f"cudaGraphInstantiate: {_error_name(err)}"
+        if not _is_null(graph):
+            cudart.cudaGraphDestroy(graph)
+        cudart.cudaGetLastError()  # clear the capture error (trtexec does the same)
+        self._logger.take_errors()  # do not blame the next failure on this one
+        return None, None, why
+
+    def _graph_capture_failed(self, key: Any, why: str) -> None:
+        self._graph_counts["failures"] += 1
+        self._graph_failed[key] = None
+        while len(self._graph_failed) > max(64, 4 * self._graph_capacity):
+            self._graph_failed.popitem(last=False)
+        if not self._graph_failure_logged:
+            self._graph_failure_logged = True
+            log.warning("CUDA graph capture failed (%s); running without a graph for this size", why)
+        else:
+            log.debug("CUDA graph capture failed for %s: %s", key, why)
+
+    def _destroy_graph(self, entry: _CudaGraph) -> list[str]:
+        """Free one cached graph; returns the CUDA errors (the caller decides to raise)."""
+        cudart = self._cudart
+        errors = []
+        for result, what in (
+            (cudart.cudaGraphExecDestroy(entry.graph_exec), "cudaGraphExecDestroy"),
+            (cudart.cudaGraphDestroy(entry.graph), "cudaGraphDestroy"),
+            (cudart.cudaFreeHost(entry.size_ptr), "cudaFreeHost"),
+        ):
+            try:
+                _check(result, what)
+            except CudaError as exc:
+                errors.append(str(exc))
+        entry.context = None  # the context goes after its graph
+        return errors
 
     # ---------------------------------------------------------------- teardown
 
@@ -509,6 +738,10 @@ class TrtEngineSession:
 
             if cudart is not None and self._stream is not None:
                 attempt(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+            # Graphs before the contexts they were captured from.
+            while self._graphs:
+                _key, entry = self._graphs.popitem(last=False)
+                errors += self._destroy_graph(entry)
             # TensorRT objects first (context before engine before runtime), then our memory.
             self._context = None
             self._engine = None

@@ -1,8 +1,9 @@
 """TensorRT / CUDA API names used by ingan, checked against real bindings or the docs.
 
 No full TensorRT (Builder, OnnxParser) installs on the project's CPU machines, so:
-- runtime names (ingan/runtime/trt_engine.py) are checked against the real `tensorrt_lean`
-  11.x bindings and the CUDA names against `cuda.bindings.runtime`;
+- runtime names (ingan/runtime/trt_engine.py and the backend ingan/runtime/backends/trt.py)
+  are checked against the real `tensorrt_lean` 11.x bindings and the CUDA names against
+  `cuda.bindings.runtime`;
 - builder names (ingan/export/tensorrt_build.py) are checked against a list verified by hand
   in the TensorRT 11.x docs and 11.1 binding sources (URLs below), plus `tensorrt_lean` for
   the builder enums/classes the lean wheel also ships;
@@ -36,7 +37,10 @@ from ingan.errors import ConfigError, InganError, MissingDependencyError
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_SRC = ROOT / "ingan" / "runtime" / "trt_engine.py"
+BACKEND_SRC = ROOT / "ingan" / "runtime" / "backends" / "trt.py"
 BUILD_SRC = ROOT / "ingan" / "export" / "tensorrt_build.py"
+RUNTIME_SRCS = (RUNTIME_SRC, BACKEND_SRC)
+ALL_SRCS = (RUNTIME_SRC, BACKEND_SRC, BUILD_SRC)
 
 MODULE = "module"  # role label for the `trt` module itself
 
@@ -48,16 +52,18 @@ RUNTIME_TRT_NAMES: dict[str, set[str]] = {
         "Runtime", "ILogger", "ILogger.__init__", "ILogger.INTERNAL_ERROR", "ILogger.ERROR",
         "ILogger.WARNING", "TensorIOMode.INPUT", "TensorIOMode.OUTPUT", "nptype",
         "__version__", "__name__",
+        # CUDA-graph contexts share one scratch block (NvInferRuntime.h setDeviceMemoryV2)
+        "ExecutionContextAllocationStrategy.USER_MANAGED",
     },
     "Runtime": {"deserialize_cuda_engine", "engine_host_code_allowed"},
     "ICudaEngine": {
         "num_io_tensors", "get_tensor_name", "get_tensor_mode", "is_shape_inference_io",
         "get_tensor_dtype", "get_tensor_profile_values", "get_tensor_shape",
-        "get_tensor_profile_shape", "create_execution_context",
+        "get_tensor_profile_shape", "create_execution_context", "device_memory_size_v2",
     },
     "IExecutionContext": {
         "set_tensor_address", "set_input_shape", "infer_shapes", "get_tensor_shape",
-        "execute_async_v3",
+        "execute_async_v3", "set_device_memory",
     },
 }
 RUNTIME_ROLES = {
@@ -73,6 +79,12 @@ CUDART_NAMES: set[str] = {
     "cudaMalloc", "cudaMallocHost", "cudaMemcpyAsync", "cudaMemcpyKind.cudaMemcpyHostToDevice",
     "cudaMemcpyKind.cudaMemcpyDeviceToHost", "cudaStreamSynchronize", "cudaFree", "cudaFreeHost",
     "cudaStreamDestroy",
+    # backends/trt.py: device selection
+    "cudaSetDevice",
+    # trt_engine.py: the optional CUDA-graph cache (trtexec's TrtCudaGraph recipe)
+    "cudaStreamBeginCapture", "cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal",
+    "cudaStreamEndCapture", "cudaGraphInstantiate", "cudaGraphLaunch", "cudaGraphExecDestroy",
+    "cudaGraphDestroy", "cudaGetLastError",
 }
 CUDA_DEVICE_PROP_NAMES = {"name", "major", "minor"}
 CUDART_ROLES = {"cudart": "cudart", "self._cudart": "cudart", "props": "cudaDeviceProp"}
@@ -243,10 +255,10 @@ def _cudart():
 
 
 def test_runtime_uses_exactly_the_listed_tensorrt_names():
-    used = _collect(_tree(RUNTIME_SRC), RUNTIME_ROLES)
+    used = set().union(*(_collect(_tree(path), RUNTIME_ROLES) for path in RUNTIME_SRCS))
     listed = _flatten(RUNTIME_TRT_NAMES)
-    assert used - listed == set(), "trt_engine.py uses TensorRT names missing from RUNTIME_TRT_NAMES"
-    assert listed - used == set(), "RUNTIME_TRT_NAMES lists names trt_engine.py no longer uses"
+    assert used - listed == set(), "trt_engine.py / backends/trt.py use TensorRT names missing from RUNTIME_TRT_NAMES"
+    assert listed - used == set(), "RUNTIME_TRT_NAMES lists names trt_engine.py / backends/trt.py no longer use"
 
 
 def test_runtime_tensorrt_names_exist_on_lean_bindings():
@@ -304,7 +316,7 @@ def test_get_tensor_profile_values_order_matches_installed_bindings():
 
 
 def test_runtime_uses_exactly_the_listed_cuda_names():
-    used = _collect(_tree(RUNTIME_SRC), CUDART_ROLES) | _collect(_tree(BUILD_SRC), CUDART_ROLES)
+    used = set().union(*(_collect(_tree(path), CUDART_ROLES) for path in ALL_SRCS))
     listed = {("cudart", n) for n in CUDART_NAMES} | {("cudaDeviceProp", n) for n in CUDA_DEVICE_PROP_NAMES}
     assert used - listed == set(), "CUDA names missing from CUDART_NAMES"
     assert listed - used == set(), "CUDART_NAMES lists names no longer used"
@@ -324,7 +336,7 @@ def test_cuda_names_exist_in_cuda_bindings_runtime():
 def test_cuda_calls_pass_the_documented_number_of_arguments():
     """cuda-python's docstrings start with the C signature, e.g. cudaMemcpyAsync(dst, src, ...)."""
     cudart = _cudart()
-    for path in (RUNTIME_SRC, BUILD_SRC):
+    for path in ALL_SRCS:
         for node in ast.walk(_tree(path)):
             if not isinstance(node, ast.Call):
                 continue
@@ -363,7 +375,7 @@ def test_builder_names_shipped_by_lean_exist_there():
 
 
 def test_no_removed_tensorrt_names():
-    for path in (RUNTIME_SRC, BUILD_SRC):
+    for path in ALL_SRCS:
         used = _attribute_names(_tree(path)) & REMOVED_NAMES
         assert used == set(), f"{path.name} uses names removed in TensorRT 10/11: {sorted(used)}"
 

@@ -1,0 +1,209 @@
+"""`ingan-bench`: latency, throughput and cost of exported models, per backend and size."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ingan.cli.common import setup_logging, user_errors
+from ingan.sizes import parse_size
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class SizesParam(click.ParamType):
+    """'256x256,640x360' (width x height, comma-separated) -> [(h, w), ...]."""
+
+    name = "WxH[,WxH...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[tuple[int, int]]:
+        if isinstance(value, list):
+            return value
+        items = [item for item in str(value).split(",") if item.strip()]
+        if not items:
+            self.fail("give at least one size, e.g. 640x360", param, ctx)
+        sizes = []
+        for item in items:
+            try:
+                sizes.append(parse_size(item))
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+        return sizes
+
+
+class WarmupParam(click.ParamType):
+    name = "N|DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple:
+        if isinstance(value, tuple):
+            return value
+        from ingan.bench.timing import parse_warmup
+
+        try:
+            return parse_warmup(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class SecondsParam(click.ParamType):
+    """A duration >= 0: '3', '3s', '500ms', '2m'."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        from ingan.bench.timing import parse_warmup
+
+        text = str(value).strip().lower()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                count, seconds_or_none = parse_warmup(text)
+            except ValueError:
+                self.fail(f"'{value}' is not a duration; use e.g. 3, 3s, 500ms or 2m", param, ctx)
+            if seconds_or_none is None:
+                seconds_or_none = float(count or 0)
+            seconds = seconds_or_none
+        if seconds < 0:
+            self.fail(f"'{value}' must not be negative", param, ctx)
+        return seconds
+
+
+class DefaultToRun(click.Group):
+    """`ingan-bench MODEL ...` means `ingan-bench run MODEL ...`; subcommands by name otherwise."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultToRun, context_settings=CONTEXT)
+def main() -> None:
+    """Benchmark ingan models: latency, throughput, cold start, memory and FLOP/s per backend and size.
+
+    \b
+    ingan-bench MODEL [MODEL ...] [options]   same as: ingan-bench run MODEL ...
+    ingan-bench compare A.json B.json         per-cell ratios of two reports
+
+    Times and statistics follow trtexec (GPU Compute Time, Latency, Enqueue Time, its
+    percentile formula); docs/bench.md maps every report field to trtexec's names.
+    """
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--sizes", type=SizesParam(), default="640x360,1280x720", show_default=True,
+              help="Output sizes, WIDTHxHEIGHT, comma-separated.")
+@click.option("--backends", default="all", show_default=True,
+              help="Comma-separated: tensorrt, ort-tensorrt, ort-cuda, ort-cpu, torch-fp32, torch-fp16, "
+                   "torch-bf16 (each runs the model files of its kind), or 'all' available here.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: every available backend; cpu / cuda: only those.")
+@click.option("--cuda-graphs", type=click.Choice(["both", "on", "off"]), default="both", show_default=True,
+              help="CUDA-graph dimension for TensorRT and PyTorch on CUDA (trtexec 11 default: on).")
+@click.option("--warmup", type=WarmupParam(), default="200ms", show_default=True,
+              help="Warm-up per cell: a request count (5) or a duration (200ms, 2s).")
+@click.option("--iterations", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Time at least this many requests per cell ...")
+@click.option("--duration", type=SecondsParam(), default="3s", show_default=True,
+              help="... and for at least this long (like trtexec --iterations/--duration).")
+@click.option("--max-iterations", type=click.IntRange(min=1), default=None,
+              help="Never time more than this many requests per cell (bounds slow CPU cells).")
+@click.option("--time-budget", type=SecondsParam(), default=None,
+              help="Stop starting new cells after this long; the rest are reported as skipped.")
+@click.option("--peak-tflops", type=float, default=None,
+              help="Device peak TFLOP/s for '% of peak' (overrides the built-in GPU table; the only way "
+                   "to get it on a CPU).")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
+              help="Report folder. [default: ./bench-YYYYmmdd-HHMMSS]")
+@click.option("--name", default="bench", show_default=True, help="Report file stem: NAME.json, NAME.md, NAME.png.")
+@click.option("--no-plot", is_flag=True, help="Do not draw NAME.png.")
+@click.option("--allow-host-code", is_flag=True,
+              help="Allow version-compatible TensorRT plans (they embed host code: trusted plans only).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines and no table on the terminal.")
+def run(models: tuple[Path, ...], sizes: list[tuple[int, int]], backends: str, device: str, cuda_graphs: str,
+        warmup: tuple, iterations: int, duration: float, max_iterations: int | None, time_budget: float | None,
+        peak_tflops: float | None, out: Path | None, name: str, no_plot: bool, allow_host_code: bool,
+        quiet: bool) -> None:
+    """Measure MODELS (.plan/.engine, .onnx with its .json, or ckpt.pt) on every available backend.
+
+    For each model x backend x precision x CUDA-graphs setting x size: cold start (load +
+    first request), warm-up, then at least --iterations requests for at least --duration.
+    Reports GPU compute time (CUDA events), latency with the real input/output copies
+    (pinned memory), enqueue time, host wall-clock, throughput, peak memory, analytic
+    FLOPs and achieved TFLOP/s; min, mean, median, p90, p95, p99, max and std of each.
+    On a CPU-only machine the same report holds wall-clock times. Writes NAME.json,
+    NAME.md and NAME.png into --out and prints the table. Exit status 1 if a cell failed.
+
+    \b
+    Examples:
+      ingan-bench model.onnx ckpt.pt --sizes 256x256,640x360
+      ingan-bench model.plan model_fp16.plan --cuda-graphs on --duration 5s -o bench/h100
+      ingan-bench model.onnx --backends ort-cpu --warmup 1 --iterations 3 --duration 0
+    """
+    setup_logging(quiet)
+    from ingan.bench import report as report_mod
+    from ingan.bench.suite import BenchOptions, default_out_dir, run_benchmark, write_outputs
+    from ingan.bench.timing import Settings, parse_backends
+
+    started = time.monotonic()
+    say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    with user_errors():
+        warm_n, warm_s = warmup
+        settings = Settings(warmup_iterations=warm_n, warmup_seconds=warm_s, iterations=iterations,
+                            duration_s=duration, max_iterations=max_iterations)
+        options = BenchOptions(sizes=sizes, backends=parse_backends(backends), device=device,
+                               cuda_graphs=cuda_graphs, settings=settings, peak_tflops=peak_tflops,
+                               time_budget_s=time_budget, allow_host_code=allow_host_code)
+        if not name or "/" in name or name.startswith("."):
+            from ingan.errors import ConfigError
+
+            raise ConfigError(f"invalid --name '{name}'; use a plain file stem such as 'bench'")
+        target = out or default_out_dir()
+        report = run_benchmark(models, options, progress=say, command=["ingan-bench", *sys.argv[1:]])
+        paths = write_outputs(report, target, name=name, plot=not no_plot)
+    if not quiet:
+        click.echo(report_mod.markdown(report))
+    for kind, path in paths.items():
+        if path is not None:
+            click.echo(f"wrote {path}")
+    if not no_plot and paths.get("plot") is None:
+        click.echo("note: no plot (matplotlib missing: pip install 'ingan[bench]', or no cell ran)", err=True)
+    cells = report["cells"]
+    ok = sum(c["status"] == "ok" for c in cells)
+    failed = [c for c in cells if c["status"] == "failed"]
+    skipped = sum(c["status"] == "skipped" for c in cells)
+    summary = f"{ok} cells measured, {skipped} skipped, {len(failed)} failed in {time.monotonic() - started:.1f}s"
+    if failed or ok == 0:
+        for cell in failed:
+            click.echo(f"failed: {cell['key']}: {cell['reason']}", err=True)
+        click.echo(f"FAILED: {summary}")
+        sys.exit(1)
+    click.echo(f"PASSED: {summary}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("report_a", type=click.Path(path_type=Path))
+@click.argument("report_b", type=click.Path(path_type=Path))
+@click.option("--metric", type=click.Choice(["primary", "latency", "host", "throughput"]), default="primary",
+              show_default=True,
+              help="primary: each cell's GPU compute time (else latency); latency; host; throughput.")
+def compare(report_a: Path, report_b: Path, metric: str) -> None:
+    """Print per-cell ratios B / A of two ingan-bench JSON reports.
+
+    Cells match on model file name, backend, precision, CUDA graphs and size; cells in
+    only one report are listed too. The last line is the geometric mean of the ratios.
+    """
+    from ingan.bench.report import compare_text, load_report
+
+    with user_errors():
+        a = load_report(report_a)
+        b = load_report(report_b)
+        click.echo(compare_text(a, b, metric, str(report_a), str(report_b)))

@@ -1,0 +1,97 @@
+"""ingan-bench as a library: models in, a validated report (and its files) out.
+
+    from ingan.bench.suite import BenchOptions, run_benchmark, write_outputs
+    report = run_benchmark(["model.onnx", "ckpt.pt"], BenchOptions(sizes=[(360, 640)]))
+    write_outputs(report, "bench-out")
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ingan.bench import env as env_mod
+from ingan.bench import report as report_mod
+from ingan.bench import timing
+from ingan.errors import ConfigError
+from ingan.fsutil import atomic_path, ensure_output_dir
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    sizes: Sequence[tuple[int, int]] = ((360, 640), (720, 1280))  # (height, width)
+    backends: Sequence[str] | None = None  # None: every backend available for each model
+    device: str = "auto"  # auto | cpu | cuda
+    cuda_graphs: str = "both"  # both | on | off
+    settings: timing.Settings = field(default_factory=timing.Settings)
+    peak_tflops: float | None = None
+    time_budget_s: float | None = None  # stop starting cells after this many seconds
+    allow_host_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"unknown device '{self.device}'; use auto, cpu or cuda")
+        if self.cuda_graphs not in ("both", "on", "off"):
+            raise ConfigError(f"--cuda-graphs must be both, on or off, not '{self.cuda_graphs}'")
+        if not self.sizes:
+            raise ConfigError("give at least one size")
+        if self.peak_tflops is not None and not self.peak_tflops > 0:
+            raise ConfigError("--peak-tflops must be positive")
+
+
+def run_benchmark(model_paths: Sequence[str | Path], options: BenchOptions,
+                  progress: Callable[[str], None] | None = None, command: list[str] | None = None) -> dict[str, Any]:
+    """Check every model first (InganError on a bad one), then measure every cell."""
+    started = time.perf_counter()
+    deadline = started + options.time_budget_s if options.time_budget_s else None
+    backends = timing.parse_backends(list(options.backends) if options.backends is not None else None)
+    models = [timing.inspect_model(p) for p in model_paths]
+    timing.label_models(models)
+    avail = timing.Availability(device=options.device)
+    sizes = list(dict.fromkeys((int(h), int(w)) for h, w in options.sizes))
+    cells, skipped = timing.plan_cells(models, sizes, backends, options.cuda_graphs, avail)
+    if options.device == "cuda" and not any(c.device == "cuda" for c in cells):
+        raise ConfigError("--device cuda: no CUDA backend can run these models here "
+                          + (f"({skipped[0]['reason']})" if skipped else "(no CUDA GPU or GPU runtime found)"))
+    any_cuda = any(c.device == "cuda" for c in cells)
+    environment = env_mod.environment(with_gpu=any_cuda or options.device != "cpu")
+    gpu_name = env_mod.gpu_name(environment)
+    records = timing.run_cells(cells, options.settings, deadline=deadline, gpu_name=gpu_name,
+                               peak_override=options.peak_tflops, allow_host_code=options.allow_host_code,
+                               progress=progress)
+    settings = {**options.settings.to_dict(), "device": options.device, "cuda_graphs": options.cuda_graphs,
+                "backends": list(backends) if backends else "all available",
+                "sizes": [f"{w}x{h}" for h, w in sizes], "peak_tflops_override": options.peak_tflops,
+                "time_budget_s": options.time_budget_s}
+    report = report_mod.build_report(settings=settings, environment=environment,
+                                     models=[m.to_dict() for m in models], cells=records + skipped,
+                                     command=command, created=env_mod.utc_now(),
+                                     elapsed_s=time.perf_counter() - started)
+    return report_mod.check_report(report)
+
+
+def default_out_dir(base: Path | None = None) -> Path:
+    """A new time-stamped folder under `base` (default: the current directory)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = (base or Path.cwd()) / f"bench-{stamp}"
+    candidate, n = root, 1
+    while candidate.exists():
+        n += 1
+        candidate = root.with_name(f"{root.name}-{n}")
+    return candidate
+
+
+def write_outputs(report: dict[str, Any], out_dir: str | Path, name: str = "bench",
+                  plot: bool = True) -> dict[str, Path | None]:
+    """Write NAME.json, NAME.md and NAME.png (None when matplotlib is missing) into `out_dir`."""
+    folder = ensure_output_dir(out_dir)
+    paths: dict[str, Path | None] = {}
+    paths["json"] = report_mod.write_json(report, folder / f"{name}.json")
+    md = folder / f"{name}.md"
+    with atomic_path(md) as tmp:
+        tmp.write_text(report_mod.markdown(report))
+    paths["markdown"] = md
+    paths["plot"] = report_mod.plot(report, folder / f"{name}.png") if plot else None
+    return paths
