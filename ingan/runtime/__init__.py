@@ -58,6 +58,7 @@ def load(
     device: str | None = None,
     providers: Sequence[str] | None = None,
     allow_host_code: bool = False,
+    cuda_graphs: int = 0,
 ) -> Runner:
     """Open a model for serving.
 
@@ -69,6 +70,8 @@ def load(
             CPU, whichever this onnxruntime has).
         allow_host_code: required to load a version-compatible TensorRT plan (it embeds
             host code: only for plans you trust).
+        cuda_graphs: TensorRT only: keep up to N CUDA graphs, one per recently used size
+            (an LRU); repeated sizes then launch one graph instead of many kernels.
     """
     model = Path(path)
     if not model.exists():
@@ -79,6 +82,8 @@ def load(
     module_path, class_name = BACKENDS[name]
     module = importlib.import_module(module_path)
     cls: Any = getattr(module, class_name)
+    if cuda_graphs and name != "tensorrt":
+        raise ConfigError("CUDA graphs (--cuda-graphs) are a TensorRT backend option; drop it for this model")
     if name == "pytorch":
         return cls(model, device=device)
     from ingan.runtime.sidecar import read_sidecar
@@ -86,4 +91,4 @@ def load(
     metadata = read_sidecar(model, expected_kind="tensorrt" if name == "tensorrt" else "onnx")
     if name == "onnxruntime":
         return cls(model, metadata, providers=providers, device=device)
-    return cls(model, metadata, allow_host_code=allow_host_code, device=device)
+    return cls(model, metadata, allow_host_code=allow_host_code, device=device, cuda_graphs=cuda_graphs)

@@ -124,6 +124,9 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--allow-host-code", is_flag=True,
               help="Allow loading a version-compatible TensorRT plan (it embeds host code: only for plans "
                    "you trust).")
+@click.option("--cuda-graphs", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="TensorRT only: cache CUDA graphs for up to N recently used sizes (repeated sizes "
+                   "then cost one graph launch instead of many kernel launches).")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run each --size/--scale N times and print the min and median latency (the image "
                    "written is the last run's).")
@@ -154,7 +157,8 @@ def main(model: Path, **opt: Any) -> None:
 def _run(model: Path, sizes: tuple[tuple[int, int], ...], scales: tuple[tuple[float, float], ...],
          out: Path | None, collage: bool, sweep: Path | None, sweep_steps: int, fps: int,
          warp: tuple[float, float] | None, image: Path | None, backend: str | None, device: str | None,
-         providers: tuple[str, ...], allow_host_code: bool, repeat: int, quiet: bool) -> None:
+         providers: tuple[str, ...], allow_host_code: bool, cuda_graphs: int, repeat: int,
+         quiet: bool) -> None:
     import ingan.runtime
     from ingan.runtime import render
 
@@ -171,7 +175,7 @@ def _run(model: Path, sizes: tuple[tuple[int, int], ...], scales: tuple[tuple[fl
         pixels = loaded.pixels
 
     runner = ingan.runtime.load(model, backend, device=device, providers=list(providers) or None,
-                                allow_host_code=allow_host_code)
+                                allow_host_code=allow_host_code, cuda_graphs=cuda_graphs)
     with runner:
         meta = runner.metadata
         if providers and runner.backend != "onnxruntime":
