@@ -14,4 +14,4 @@ Importing this package imports nothing heavy; `metrics` and `evaluate` need torc
 
 from __future__ import annotations
 
-__all__ = ["evaluate", "metrics", "baselines"]
+__all__ = ["baselines", "evaluate", "metrics"]

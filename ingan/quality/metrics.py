@@ -212,6 +212,13 @@ def _rng(seed: int | Sequence[int]) -> np.random.Generator:
     return np.random.default_rng(list(seed) if isinstance(seed, Sequence) else int(seed))
 
 
+def _sort_rows(x: torch.Tensor) -> torch.Tensor:
+    """Each row sorted ascending. On CPU through numpy: torch's CPU sort is ~20x slower here."""
+    if x.device.type == "cpu":
+        return torch.from_numpy(np.sort(x.detach().numpy(), axis=1))
+    return torch.sort(x, dim=1).values
+
+
 def _resample_sorted(values: torch.Tensor, n: int) -> torch.Tensor:
     """Rows of sorted samples [P, m] -> [P, n] at the quantiles (i + 0.5) / n, linearly interpolated."""
     m = values.shape[1]
@@ -247,8 +254,8 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int = 128,
         dirs /= np.linalg.norm(dirs, axis=0, keepdims=True)
         d = torch.from_numpy(dirs.T.copy()).to(device=a.device, dtype=a.dtype)  # [P, D]
         # [P, N] so each projection sorts a contiguous row.
-        pa = _resample_sorted(torch.sort(d @ a.T, dim=1).values, n)
-        pb = _resample_sorted(torch.sort(d @ b.to(a.dtype).T, dim=1).values, n)
+        pa = _resample_sorted(_sort_rows(d @ a.T), n)
+        pb = _resample_sorted(_sort_rows(d @ b.to(a.dtype).T), n)
         total += float((pa - pb).abs().mean())
     return total / repeats
 
