@@ -75,6 +75,16 @@ class SecondsParam(click.ParamType):
         return seconds
 
 
+def _backends_option(ctx: click.Context, param: click.Parameter, value: str) -> list[str] | None:
+    from ingan.bench.timing import parse_backends
+    from ingan.errors import ConfigError
+
+    try:
+        return parse_backends(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
 class DefaultToRun(click.Group):
     """`ingan-bench MODEL ...` means `ingan-bench run MODEL ...`; subcommands by name otherwise."""
 
@@ -101,7 +111,7 @@ def main() -> None:
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--sizes", type=SizesParam(), default="640x360,1280x720", show_default=True,
               help="Output sizes, WIDTHxHEIGHT, comma-separated.")
-@click.option("--backends", default="all", show_default=True,
+@click.option("--backends", default="all", show_default=True, callback=_backends_option,
               help="Comma-separated: tensorrt, ort-tensorrt, ort-cuda, ort-cpu, torch-fp32, torch-fp16, "
                    "torch-bf16 (each runs the model files of its kind), or 'all' available here.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -125,13 +135,17 @@ def main() -> None:
               help="Report folder. [default: ./bench-YYYYmmdd-HHMMSS]")
 @click.option("--name", default="bench", show_default=True, help="Report file stem: NAME.json, NAME.md, NAME.png.")
 @click.option("--no-plot", is_flag=True, help="Do not draw NAME.png.")
+@click.option("--any-size", is_flag=True,
+              help="PyTorch on CUDA: also benchmark sizes outside the checkpoint's trained range (the network "
+                   "runs any size; ONNX and TensorRT ranges stay hard limits).")
 @click.option("--allow-host-code", is_flag=True,
               help="Allow version-compatible TensorRT plans (they embed host code: trusted plans only).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines and no table on the terminal.")
-def run(models: tuple[Path, ...], sizes: list[tuple[int, int]], backends: str, device: str, cuda_graphs: str,
+def run(models: tuple[Path, ...], sizes: list[tuple[int, int]], backends: list[str] | None, device: str,
+        cuda_graphs: str,
         warmup: tuple, iterations: int, duration: float, max_iterations: int | None, time_budget: float | None,
-        peak_tflops: float | None, out: Path | None, name: str, no_plot: bool, allow_host_code: bool,
-        quiet: bool) -> None:
+        peak_tflops: float | None, out: Path | None, name: str, no_plot: bool, any_size: bool,
+        allow_host_code: bool, quiet: bool) -> None:
     """Measure MODELS (.plan/.engine, .onnx with its .json, or ckpt.pt) on every available backend.
 
     For each model x backend x precision x CUDA-graphs setting x size: cold start (load +
@@ -151,7 +165,7 @@ def run(models: tuple[Path, ...], sizes: list[tuple[int, int]], backends: str, d
     setup_logging(quiet)
     from ingan.bench import report as report_mod
     from ingan.bench.suite import BenchOptions, default_out_dir, run_benchmark, write_outputs
-    from ingan.bench.timing import Settings, parse_backends
+    from ingan.bench.timing import Settings
 
     started = time.monotonic()
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
@@ -159,9 +173,9 @@ def run(models: tuple[Path, ...], sizes: list[tuple[int, int]], backends: str, d
         warm_n, warm_s = warmup
         settings = Settings(warmup_iterations=warm_n, warmup_seconds=warm_s, iterations=iterations,
                             duration_s=duration, max_iterations=max_iterations)
-        options = BenchOptions(sizes=sizes, backends=parse_backends(backends), device=device,
+        options = BenchOptions(sizes=sizes, backends=backends, device=device,
                                cuda_graphs=cuda_graphs, settings=settings, peak_tflops=peak_tflops,
-                               time_budget_s=time_budget, allow_host_code=allow_host_code)
+                               time_budget_s=time_budget, allow_host_code=allow_host_code, any_size=any_size)
         if not name or "/" in name or name.startswith("."):
             from ingan.errors import ConfigError
 

@@ -368,12 +368,24 @@ def plot(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path | None
                     linestyle="-" if len(xs) > 1 else "none")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    plain = FuncFormatter(lambda value, _pos: f"{value:g}")
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_formatter(plain)
-        axis.set_minor_formatter(FuncFormatter(lambda value, _pos: ""))
+    # x ticks at the measured sizes, labelled with them; y ticks at 1-2-5 steps, plain numbers.
+    sizes: dict[float, list[str]] = {}
+    for cell in report["cells"]:
+        if cell.get("status") == "ok":
+            names = sizes.setdefault(cell["output_megapixels"], [])
+            if _size_text(cell) not in names:
+                names.append(_size_text(cell))
+    ticks = sorted(sizes)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{mp:.3g}\n{', '.join(sizes[mp])}" for mp in ticks], fontsize=8)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    if len(ticks) == 1:
+        ax.set_xlim(ticks[0] / 2, ticks[0] * 2)
     ax.set_xlabel("output megapixels")
     ax.set_ylabel("latency, ms (median; whiskers min..p99)")
     ax.set_title(f"ingan-bench on {device}\nGPU compute time where measured, else backend wall-clock", fontsize=10)
@@ -423,7 +435,9 @@ def compare_rows(a: Mapping[str, Any], b: Mapping[str, Any], metric: str = "prim
         va = _metric_value(cells_a[key], metric) if key in cells_a else None
         vb = _metric_value(cells_b[key], metric) if key in cells_b else None
         ratio = vb / va if va and vb is not None else None
-        rows.append({"key": key, "a": va, "b": vb, "ratio": ratio,
+        cell = cells_a.get(key) or cells_b[key]
+        rows.append({"key": key, "model": cell["model"], "backend": cell["backend"], "precision": cell["precision"],
+                     "cuda_graphs": cell["cuda_graphs"], "size": _size_text(cell), "a": va, "b": vb, "ratio": ratio,
                      "only_in": "a" if key not in cells_b else ("b" if key not in cells_a else None)})
     return rows
 
@@ -435,11 +449,13 @@ def compare_text(a: Mapping[str, Any], b: Mapping[str, Any], metric: str, name_a
     lines = [f"A = {name_a} ({a['created']}, {_device_of(a)})",
              f"B = {name_b} ({b['created']}, {_device_of(b)})",
              f"metric: {how}; ratio = B / A ({'< 1' if lower_better else '> 1'} means B is faster)", "",
-             f"| cell | A {unit} | B {unit} | B/A |", "|---|---|---|---|"]
+             f"| model | backend | prec | graphs | size | A {unit} | B {unit} | B/A |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ratio = _fmt(row["ratio"], 4) if row["ratio"] is not None else (
             f"only in {row['only_in'].upper()}" if row["only_in"] else "not measured")
-        lines.append(f"| {row['key']} | {_fmt(row['a'])} | {_fmt(row['b'])} | {ratio} |")
+        lines.append(f"| {row['model']} | {row['backend']} | {row['precision']} | "
+                     f"{'on' if row['cuda_graphs'] else 'off'} | {row['size']} | {_fmt(row['a'])} | {_fmt(row['b'])} "
+                     f"| {ratio} |")
     ratios = [r["ratio"] for r in rows if r["ratio"]]
     if ratios:
         geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))

@@ -29,6 +29,7 @@ class BenchOptions:
     peak_tflops: float | None = None
     time_budget_s: float | None = None  # stop starting cells after this many seconds
     allow_host_code: bool = False
+    any_size: bool = False  # PyTorch on CUDA: also sizes outside the checkpoint's trained range
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
@@ -51,10 +52,11 @@ def run_benchmark(model_paths: Sequence[str | Path], options: BenchOptions,
     timing.label_models(models)
     avail = timing.Availability(device=options.device)
     sizes = list(dict.fromkeys((int(h), int(w)) for h, w in options.sizes))
-    cells, skipped = timing.plan_cells(models, sizes, backends, options.cuda_graphs, avail)
+    cells, skipped = timing.plan_cells(models, sizes, backends, options.cuda_graphs, avail, options.any_size)
     if options.device == "cuda" and not any(c.device == "cuda" for c in cells):
-        raise ConfigError("--device cuda: no CUDA backend can run these models here "
-                          + (f"({skipped[0]['reason']})" if skipped else "(no CUDA GPU or GPU runtime found)"))
+        reasons = list(dict.fromkeys(s["reason"] for s in skipped if timing.BACKENDS[s["backend"]].device == "cuda"))
+        raise ConfigError("--device cuda: no CUDA backend can run these models here ("
+                          + ("; ".join(reasons) if reasons else "no CUDA GPU or GPU runtime found") + ")")
     any_cuda = any(c.device == "cuda" for c in cells)
     environment = env_mod.environment(with_gpu=any_cuda or options.device != "cpu")
     gpu_name = env_mod.gpu_name(environment)
@@ -64,7 +66,7 @@ def run_benchmark(model_paths: Sequence[str | Path], options: BenchOptions,
     settings = {**options.settings.to_dict(), "device": options.device, "cuda_graphs": options.cuda_graphs,
                 "backends": list(backends) if backends else "all available",
                 "sizes": [f"{w}x{h}" for h, w in sizes], "peak_tflops_override": options.peak_tflops,
-                "time_budget_s": options.time_budget_s}
+                "time_budget_s": options.time_budget_s, "any_size": options.any_size}
     report = report_mod.build_report(settings=settings, environment=environment,
                                      models=[m.to_dict() for m in models], cells=records + skipped,
                                      command=command, created=env_mod.utc_now(),

@@ -291,8 +291,8 @@ class Availability:
         return None
 
     def torch_fp32_device(self) -> str:
-        if self.device == "cpu":
-            return "cpu"
+        if self.device in ("cpu", "cuda"):
+            return self.device
         return "cuda" if self.torch_cuda() else "cpu"
 
 
@@ -310,6 +310,7 @@ class CellSpec:
     size: tuple[int, int]  # (height, width)
     cuda_graphs: bool
     device: str  # cuda | cpu
+    outside_range: bool = False  # a PyTorch-on-CUDA size beyond the checkpoint's trained range (any_size)
 
 
 def precision_of(backend: str) -> str:
@@ -321,8 +322,15 @@ def cell_key(model: str, backend: str, precision: str, graphs: bool, size: tuple
 
 
 def plan_cells(models: list[ModelInfo], sizes: list[tuple[int, int]], backends: list[str] | None,
-               graphs: str, avail: Availability) -> tuple[list[CellSpec], list[dict[str, Any]]]:
-    """(cells to run, skipped-cell records). `graphs`: both | on | off."""
+               graphs: str, avail: Availability,
+               any_size: bool = False) -> tuple[list[CellSpec], list[dict[str, Any]]]:
+    """(cells to run, skipped-cell records). `graphs`: both | on | off.
+
+    A size outside a model's recorded range is skipped, except with `any_size` for the
+    PyTorch backends on CUDA: a checkpoint's range is the trained scale range, not a
+    limit of the network (ONNX ranges are what was validated, TensorRT's are the
+    engine's profile, and the PyTorch runner used on the CPU enforces the range).
+    """
     cells: list[CellSpec] = []
     skipped: list[dict[str, Any]] = []
     for model in models:
@@ -334,8 +342,8 @@ def plan_cells(models: list[ModelInfo], sizes: list[tuple[int, int]], backends: 
             reason = avail.why_not(backend, model)
             device = "cuda" if info.device == "cuda" else ("cpu" if info.device == "cpu" else avail.torch_fp32_device())
             if reason is not None:
-                if backends is not None or info.device != "cuda":
-                    # asked for by name (or a CPU backend that should have worked): say why not
+                if backends is not None or info.device != "cuda" or avail.device == "cuda":
+                    # asked for (by name or --device cuda), or a CPU backend that should have worked: say why not
                     for size in sizes:
                         skipped.append(skip_record(model, backend, size, False, device, reason))
                 continue
@@ -344,13 +352,17 @@ def plan_cells(models: list[ModelInfo], sizes: list[tuple[int, int]], backends: 
                 graph_modes = {"both": [False, True], "on": [True], "off": [False]}[graphs]
             for size in sizes:
                 for graphs_on in graph_modes:
-                    if not model.metadata.size_in_range(size):
+                    outside = not model.metadata.size_in_range(size)
+                    floor = model.config.min_size if model.config is not None else 1
+                    if outside and not (any_size and model.kind == "pytorch" and device == "cuda"
+                                        and min(size) >= floor):
+                        hint = " (--any-size lifts this for PyTorch on CUDA)" if model.kind == "pytorch" else ""
                         skipped.append(skip_record(
                             model, backend, size, graphs_on, device,
                             f"size {format_size(size)} is outside the model's range "
-                            f"{format_size(model.metadata.min_size)}..{format_size(model.metadata.max_size)}"))
+                            f"{format_size(model.metadata.min_size)}..{format_size(model.metadata.max_size)}{hint}"))
                         continue
-                    cells.append(CellSpec(model, backend, size, graphs_on, device))
+                    cells.append(CellSpec(model, backend, size, graphs_on, device, outside))
     return cells, skipped
 
 
@@ -469,14 +481,14 @@ def _request_inputs(meta: ModelMetadata) -> tuple[np.ndarray | None, np.ndarray 
 class RunnerProbe(Probe):
     """Any `ingan.runtime` runner, timed with perf_counter (CPU backends, ONNX Runtime on CUDA)."""
 
-    def __init__(self, runner: Any, size: tuple[int, int], gpu: bool) -> None:
+    def __init__(self, runner: Any, size: tuple[int, int], gpu: bool, baseline: int | None = None) -> None:
         super().__init__()
         self.runner = runner
         self.size = size
         self.image, self.homography = _request_inputs(runner.metadata)
         self.device = runner.device
         self.gpu = gpu
-        self.baseline = device_used_bytes() if gpu else None
+        self.baseline = baseline  # device memory in use before the model was loaded
 
     def request(self) -> np.ndarray:
         return self.runner.retarget(self.size, homography=self.homography, image=self.image)
@@ -530,6 +542,8 @@ class TorchCudaProbe(Probe):
             self.math_mode = "fp16" if dtype == torch.float16 else "bf16"
         self.graph_capture_s: float | None = None
         self.owner: Any = None  # a runner whose generator this probe borrows; closed with the probe
+        # The inputs were made on the current stream; our stream must not run ahead of them.
+        self.stream.wait_stream(torch.cuda.current_stream())
         if graphs:
             self._capture()
 
@@ -604,77 +618,68 @@ class TorchCudaProbe(Probe):
 
 
 class TrtProbe(Probe):
-    """A TrtEngineSession driven step by step with CUDA events on its own stream.
+    """The session of a TensorRT runner, driven step by step with CUDA events on its stream.
 
-    It uses the session's private members (`_context`, `_stream`, `_bufs`, `_set_shapes`,
-    `_prepare`, ...): TrtEngineSession has no public hook for split timing. What a public
-    one would need is listed in docs/bench.md ("TensorRT session hooks").
+    Without graphs it sets the shapes on the session's main execution context and calls
+    `execute_async_v3`, exactly as `TrtEngineSession.run` does; with graphs it launches the
+    graph the runner's own CUDA-graph cache captured on the first request (`ingan-run
+    --cuda-graphs`), so the numbers are those of the code users run. Each request copies
+    its inputs into the session's pinned staging buffers and from there to the device (H2D),
+    runs, and copies the output back into pinned memory (D2H), as `run` does.
+
+    TrtEngineSession has no public hook for split timing, so this uses its private members
+    (`_NEEDED`, `_NEEDED_FOR_GRAPHS`); tests/bench check they still exist. docs/bench.md
+    ("TensorRT session hooks") lists the small public API that would replace them.
     """
 
     timer = "cuda-events"
     _NEEDED = ("_cudart", "_context", "_stream", "_stream_int", "_bufs", "_set_shapes", "_prepare", "_output_dtype")
+    _NEEDED_FOR_GRAPHS = ("_graphs", "_graph_failed")
 
     def __init__(self, session: Any, size: tuple[int, int], meta: ModelMetadata, graphs: bool,
                  device_name: str, owner: Any = None, baseline: int | None = None) -> None:
         super().__init__()
         from ingan.runtime.trt_engine import _check
 
-        missing = [name for name in self._NEEDED if not hasattr(session, name)]
+        needed = self._NEEDED + (self._NEEDED_FOR_GRAPHS if graphs else ())
+        missing = [name for name in needed if not hasattr(session, name)]
         if missing:
             raise InganError(f"this TrtEngineSession lacks {', '.join(missing)}; ingan.bench needs updating")
         self._call = _check  # (result, what) -> value; raises CudaError naming the failed call
         self.session = session
-        self.owner = owner  # the runner that owns the session, if any (closed instead of the session)
+        self.owner = owner  # the runner that owns the session (closed with the probe)
         self.baseline = baseline
         self.meta = meta
         self.device = device_name
-        self.math_mode = "fp16" if meta.precision == "fp16" else (
-            "tf32" if "TF32" in [str(f).upper() for f in (meta.tensorrt or {}).get("flags", [])] else "fp32")
+        flags = [str(f).upper() for f in (meta.tensorrt or {}).get("flags", [])]
+        self.math_mode = "fp16" if meta.precision == "fp16" else ("tf32" if "TF32" in flags else "fp32")
         cudart = self.cudart = session._cudart
         image, homography = _request_inputs(meta)
         image_nchw = None
         if image is not None:
             image_nchw = np.ascontiguousarray(np.transpose(image, (2, 0, 1))[None], dtype=np.float32) / 255.0
-        hw, arrays = session._prepare(size, image_nchw, None if homography is None else homography[None])
-        self.output_shape = session._set_shapes(hw, {name: a.shape for name, a in arrays.items()})
+        hw, self.arrays = session._prepare(size, image_nchw, None if homography is None else homography[None])
+        shapes = {name: tuple(int(d) for d in a.shape) for name, a in self.arrays.items()}
+        self.graph_exec = None
+        if graphs:
+            key = (hw, tuple(sorted(shapes.items())))
+            entry = session._graphs.get(key)
+            if entry is None:
+                if key in session._graph_failed:
+                    raise CaptureError("TensorRT could not capture this engine's enqueue into a CUDA graph "
+                                       "(the runner fell back to plain enqueues)")
+                raise InganError("the runner cached no CUDA graph for this size (was it loaded with cuda_graphs?)")
+            self.graph_exec = entry.graph_exec
+            self.output_shape = tuple(entry.output_shape)
+        else:
+            self.output_shape = session._set_shapes(hw, shapes)
         self.out_ptr, capacity, self.out_host = session._bufs["output"]
         self.out_nbytes = int(np.prod(self.output_shape, dtype=np.int64)) * session._output_dtype.itemsize
         if self.out_nbytes > capacity:
             raise InganError(f"output {self.output_shape} does not fit the session's buffer")
-        # The request's inputs sit in the session's pinned staging buffers; each request copies them.
-        self.inputs: list[tuple[int, int, int]] = []
-        for name, array in arrays.items():
-            device_ptr, _cap, host = session._bufs[name]
-            host[: array.nbytes] = array.reshape(-1).view(np.uint8)
-            self.inputs.append((device_ptr, host.ctypes.data, array.nbytes))
         self.h2d_kind = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         self.d2h_kind = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self.events = [self._call(cudart.cudaEventCreate(), "cudaEventCreate") for _ in range(4)]
-        self.graph = None
-        self.graph_exec = None
-        self.graph_capture_s: float | None = None
-        if graphs:
-            self._capture()
-
-    def _capture(self) -> None:
-        """trtexec's recipe: enqueue once and sync (initialisation stays out), then capture one enqueue."""
-        cudart, session = self.cudart, self.session
-        started = time.perf_counter()
-        if not session._context.execute_async_v3(session._stream_int):
-            raise InganError("TensorRT enqueue failed before graph capture")
-        self._call(cudart.cudaStreamSynchronize(session._stream), "cudaStreamSynchronize")
-        mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-        self._call(cudart.cudaStreamBeginCapture(session._stream, mode), "cudaStreamBeginCapture")
-        ok = session._context.execute_async_v3(session._stream_int)
-        err, graph = cudart.cudaStreamEndCapture(session._stream)[:2]
-        if not ok or int(err) != 0:
-            cudart.cudaGetLastError()  # clear the capture error, as trtexec does
-            raise CaptureError("this engine cannot be captured into a CUDA graph (enqueue was not capturable)")
-        self.graph = graph
-        self.graph_exec = self._call(cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
-        self._call(cudart.cudaGraphLaunch(self.graph_exec, session._stream), "cudaGraphLaunch")
-        self._call(cudart.cudaStreamSynchronize(session._stream), "cudaStreamSynchronize")
-        self.graph_capture_s = time.perf_counter() - started
 
     def request(self) -> np.ndarray:
         return self._run()[1]
@@ -682,36 +687,41 @@ class TrtProbe(Probe):
     def _run(self) -> tuple[dict[str, float], np.ndarray]:
         from ingan.runtime.base import to_hwc_uint8
 
-        cudart, session, stream = self.cudart, self.session, self.session._stream
+        cudart, session, call = self.cudart, self.session, self._call
+        stream = session._stream
         ev = self.events
         t0 = time.perf_counter()
-        self._call(cudart.cudaEventRecord(ev[0], stream), "cudaEventRecord")
-        for device_ptr, host_ptr, nbytes in self.inputs:
-            self._call(cudart.cudaMemcpyAsync(device_ptr, host_ptr, nbytes, self.h2d_kind, stream), "cudaMemcpyAsync")
-        self._call(cudart.cudaEventRecord(ev[1], stream), "cudaEventRecord")
+        staged = []
+        for name, array in self.arrays.items():  # the request's inputs into pinned memory (host work)
+            device_ptr, _capacity, host = session._bufs[name]
+            host[: array.nbytes] = array.reshape(-1).view(np.uint8)
+            staged.append((device_ptr, host.ctypes.data, array.nbytes))
+        call(cudart.cudaEventRecord(ev[0], stream), "cudaEventRecord")
+        for device_ptr, host_ptr, nbytes in staged:
+            call(cudart.cudaMemcpyAsync(device_ptr, host_ptr, nbytes, self.h2d_kind, stream), "cudaMemcpyAsync")
+        call(cudart.cudaEventRecord(ev[1], stream), "cudaEventRecord")
         e0 = time.perf_counter()
         if self.graph_exec is not None:
-            self._call(cudart.cudaGraphLaunch(self.graph_exec, stream), "cudaGraphLaunch")
+            call(cudart.cudaGraphLaunch(self.graph_exec, stream), "cudaGraphLaunch")
         elif not session._context.execute_async_v3(session._stream_int):
             cudart.cudaStreamSynchronize(stream)
             raise InganError("TensorRT inference failed (see the TensorRT log)")
         e1 = time.perf_counter()
-        self._call(cudart.cudaEventRecord(ev[2], stream), "cudaEventRecord")
-        self._call(cudart.cudaMemcpyAsync(self.out_host.ctypes.data, self.out_ptr, self.out_nbytes, self.d2h_kind,
-                                          stream), "cudaMemcpyAsync")
-        self._call(cudart.cudaEventRecord(ev[3], stream), "cudaEventRecord")
-        self._call(cudart.cudaEventSynchronize(ev[3]), "cudaEventSynchronize")
+        call(cudart.cudaEventRecord(ev[2], stream), "cudaEventRecord")
+        call(cudart.cudaMemcpyAsync(self.out_host.ctypes.data, self.out_ptr, self.out_nbytes, self.d2h_kind, stream),
+             "cudaMemcpyAsync")
+        call(cudart.cudaEventRecord(ev[3], stream), "cudaEventRecord")
+        call(cudart.cudaEventSynchronize(ev[3]), "cudaEventSynchronize")
         raw = self.out_host[: self.out_nbytes].view(session._output_dtype).reshape(self.output_shape).copy()
         result = to_hwc_uint8(raw, self.meta.output_format)
         t1 = time.perf_counter()
-        h2d = self._call(cudart.cudaEventElapsedTime(ev[0], ev[1]), "cudaEventElapsedTime")
-        compute = self._call(cudart.cudaEventElapsedTime(ev[1], ev[2]), "cudaEventElapsedTime")
-        d2h = self._call(cudart.cudaEventElapsedTime(ev[2], ev[3]), "cudaEventElapsedTime")
-        sample = {"gpu_compute": float(compute), "d2h": float(d2h), "enqueue": (e1 - e0) * 1e3,
-                  "host_latency": (t1 - t0) * 1e3}
-        if self.inputs:
-            sample["h2d"] = float(h2d)
-        sample["latency"] = sample.get("h2d", 0.0) + sample["gpu_compute"] + sample["d2h"]
+        h2d = float(call(cudart.cudaEventElapsedTime(ev[0], ev[1]), "cudaEventElapsedTime"))
+        compute = float(call(cudart.cudaEventElapsedTime(ev[1], ev[2]), "cudaEventElapsedTime"))
+        d2h = float(call(cudart.cudaEventElapsedTime(ev[2], ev[3]), "cudaEventElapsedTime"))
+        sample = {"gpu_compute": compute, "d2h": d2h, "enqueue": (e1 - e0) * 1e3, "host_latency": (t1 - t0) * 1e3}
+        if staged:  # a baked-image model without warp has no device inputs: no H2D at all
+            sample["h2d"] = h2d
+        sample["latency"] = sample.get("h2d", 0.0) + compute + d2h
         return sample, result
 
     def step(self) -> dict[str, float]:
@@ -728,15 +738,11 @@ class TrtProbe(Probe):
         cudart = self.cudart
         try:
             cudart.cudaStreamSynchronize(self.session._stream)
-            if self.graph_exec is not None:
-                cudart.cudaGraphExecDestroy(self.graph_exec)
-            if self.graph is not None:
-                cudart.cudaGraphDestroy(self.graph)
             for event in self.events:
                 cudart.cudaEventDestroy(event)
         finally:
-            self.graph_exec = self.graph = None
             self.events = []
+            self.graph_exec = None  # owned by the session's cache, freed when the runner closes
             if self.owner is not None:
                 self.owner.close()
             else:
@@ -791,13 +797,14 @@ def open_probe(spec: CellSpec, allow_host_code: bool = False) -> Opened:
     cold: dict[str, Any] = {"import_s": import_s, "load_s": None, "first_request_s": None,
                             "graph_capture_s": None, "total_s": None}
     if runtime == "onnxruntime":
+        baseline = device_used_bytes() if spec.device == "cuda" else None
         runner, cold["load_s"] = _timed(lambda: ingan.runtime.load(model.path, "onnxruntime",
                                                                    providers=[ORT_PROVIDERS[backend]]))
         try:
             if runner.device != ORT_PROVIDERS[backend]:
                 raise InganError(f"ONNX Runtime could not use {ORT_PROVIDERS[backend]} (it fell back to "
                                  f"{runner.device})")
-            probe = RunnerProbe(runner, size, gpu=spec.device == "cuda")
+            probe = RunnerProbe(runner, size, gpu=spec.device == "cuda", baseline=baseline)
             _, cold["first_request_s"] = _timed(probe.request)
         except BaseException:
             runner.close()
@@ -860,7 +867,12 @@ def _open_torch(spec: CellSpec, cold: dict[str, Any]) -> Probe:
         channels_last = True
         note = (f"{str(dtype).replace('torch.', '')} weights and activations, channels-last, spectral norm baked "
                 "into the weights (as exported)")
-    probe = TorchCudaProbe(torch, generator, image, spec.size, dtype, channels_last, False, device_name)
+    try:
+        probe = TorchCudaProbe(torch, generator, image, spec.size, dtype, channels_last, False, device_name)
+    except BaseException:
+        if runner is not None:
+            runner.close()
+        raise
     probe.owner = runner
     try:
         _, cold["first_request_s"] = _timed(probe.request)
@@ -892,65 +904,28 @@ def _lowp_generator(torch: Any, path: Path, dtype: Any) -> tuple[Any, Any]:
     return generator, image
 
 
-def _session_of(runner: Any) -> Any:
-    from ingan.runtime.trt_engine import TrtEngineSession
-
-    for name in ("session", "_session", "engine_session"):
-        candidate = getattr(runner, name, None)
-        if isinstance(candidate, TrtEngineSession):
-            return candidate
-    return None
-
-
 def _open_tensorrt(spec: CellSpec, cold: dict[str, Any], allow_host_code: bool) -> Probe:
+    """Load through `ingan.runtime.load` (TensorRT runner), first request, then time its session."""
     import ingan.runtime
-    from ingan.runtime.trt_engine import TrtEngineSession, cuda_device_info
 
-    notes: list[str] = []
-    name, capability = cuda_device_info()
-    device_name = f"cuda:0 ({name}, sm {capability})"
     baseline = device_used_bytes()
-    session = None
+    graphs = 1 if spec.cuda_graphs else 0  # the runner's LRU of graphs: one size per cell
+    runner, cold["load_s"] = _timed(lambda: ingan.runtime.load(spec.model.path, "tensorrt",
+                                                               allow_host_code=allow_host_code, cuda_graphs=graphs))
     try:
-        runner, cold["load_s"] = _timed(lambda: ingan.runtime.load(spec.model.path, "tensorrt",
-                                                                   allow_host_code=allow_host_code))
-    except (ImportError, AttributeError) as exc:  # the TensorRT runner is not in this ingan: time the session
-        notes.append(f"ingan.runtime has no TensorRT runner here ({type(exc).__name__}); cold start timed on "
-                     "TrtEngineSession directly")
-        runner = None
-    if runner is not None:
         image, homography = _request_inputs(spec.model.metadata)
         _, cold["first_request_s"] = _timed(lambda: runner.retarget(spec.size, homography=homography, image=image))
-        session = _session_of(runner)
+        session = getattr(runner, "session", None)
         if session is None:
-            runner.close()
-            notes.append("steady state measured on a separate TrtEngineSession (the runner does not expose its "
-                         "session); the cold start is the runner's")
-    if session is None:
-        lean = not _importable("tensorrt")
-
-        def load_session() -> Any:
-            return TrtEngineSession(spec.model.path.read_bytes(), lean=lean, allow_host_code=allow_host_code)
-
-        session, load_s = _timed(load_session)
-        if runner is None:
-            cold["load_s"] = load_s
-            image, homography = _request_inputs(spec.model.metadata)
-            image_nchw = None
-            if image is not None:
-                image_nchw = np.ascontiguousarray(np.transpose(image, (2, 0, 1))[None], dtype=np.float32) / 255.0
-            h_batch = None if homography is None else homography[None]
-            _, cold["first_request_s"] = _timed(lambda: session.run(spec.size, image=image_nchw, homography=h_batch))
-    owner = runner if runner is not None and _session_of(runner) is session else None
-    try:
-        probe = TrtProbe(session, spec.size, spec.model.metadata, spec.cuda_graphs, device_name, owner=owner,
+            raise InganError("the TensorRT runner exposes no session; ingan.bench needs updating")
+        probe = TrtProbe(session, spec.size, spec.model.metadata, spec.cuda_graphs, runner.device, owner=runner,
                          baseline=baseline)
     except BaseException:
-        (owner or session).close()
+        runner.close()
         raise
-    if probe.graph_capture_s is not None:
-        cold["graph_capture_s"] = probe.graph_capture_s
-    probe.notes.extend(notes)
+    if spec.cuda_graphs:
+        probe.notes.append("CUDA graph: the runner's own cache (ingan-run --cuda-graphs); the first request "
+                           "includes the capture")
     return probe
 
 
@@ -1041,10 +1016,20 @@ def run_cell(spec: CellSpec, settings: Settings, *, deadline: float | None = Non
     median_s = metrics[primary]["median"] / 1e3
     model = spec.model
     forward = None
-    if model.config is not None:
-        forward = cost_mod.forward_cost(model.config, spec.size, tuple(model.metadata.training_image_size),
-                                        entry_executed=model.entry_executed)
     notes = list(probe.notes)
+    if model.config is not None:
+        entry = model.entry_executed
+        runtime = BACKENDS[spec.backend].runtime
+        if entry and runtime in ("onnxruntime", "tensorrt") and not model.metadata.image_input:
+            # The entry conv of a baked-image graph has only constant inputs: ONNX Runtime folds it when
+            # it creates the session, the TensorRT builder when it builds (docs/export.md; measured for
+            # ONNX Runtime in shared/notes/generator-cost.md section 2).
+            entry = False
+            notes.append("entry conv not counted: constant-folded by the runtime (the training image is baked in)")
+        forward = cost_mod.forward_cost(model.config, spec.size, tuple(model.metadata.training_image_size),
+                                        entry_executed=entry)
+    if spec.outside_range:
+        notes.append("size outside the checkpoint's trained range (--any-size)")
     if result.truncated:
         notes.append("stopped early: the time budget ran out (fewer iterations / shorter than asked)")
     record.update({

@@ -1,0 +1,143 @@
+"""ingan-bench on the command line: a real CPU run, compare, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+from click.testing import CliRunner
+
+from ingan.bench import report
+from ingan.bench.cli import main
+
+FAST = ["--warmup", "1", "--iterations", "2", "--duration", "0"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line_error(result, text, code=1):
+    assert result.exit_code == code, result.output
+    errors = [line for line in result.output.strip().splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and text in errors[0], result.output
+
+
+def test_help():
+    result = run("--help")
+    assert result.exit_code == 0
+    assert "ingan-bench MODEL [MODEL ...]" in result.output and "compare" in result.output
+    result = run("run", "--help")
+    assert result.exit_code == 0 and "--cuda-graphs" in result.output and "--peak-tflops" in result.output
+    assert run("compare", "--help").exit_code == 0
+
+
+def test_cpu_run_writes_json_markdown_and_plot(tiny_models, tmp_path):
+    onnx_path, fp16_path, ckpt = tiny_models
+    out = tmp_path / "out"
+    result = run(onnx_path, fp16_path, ckpt, "--sizes", "52x40,64x64", *FAST, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "PASSED: 6 cells measured, 0 skipped, 0 failed" in result.output
+    assert "| model | backend |" in result.output  # the table is printed too
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md", "bench.png"]
+    data = report.load_report(out / "bench.json")
+    assert data["command"][0] == "ingan-bench"
+    assert {c["backend"] for c in data["cells"]} == {"ort-cpu", "torch-fp32"}
+    assert (out / "bench.md").read_text().startswith("# ingan-bench report")
+
+
+def test_explicit_run_subcommand_default_out_dir_and_name(tiny_models, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("run", tiny_models[0], "--sizes", "52x40", *FAST, "--name", "cpu", "--no-plot", "-q")
+    assert result.exit_code == 0, result.output
+    (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("bench-")]
+    assert sorted(p.name for p in folder.iterdir()) == ["cpu.json", "cpu.md"]
+    assert "| model |" not in result.output  # -q: no table
+
+
+def test_compare_command(tiny_models, tmp_path):
+    a = tmp_path / "a"
+    assert run(tiny_models[0], "--sizes", "52x40", *FAST, "-o", a, "-q", "--no-plot").exit_code == 0
+    data = json.loads((a / "bench.json").read_text())
+    for cell in data["cells"]:
+        for summary in cell["metrics"].values():
+            if summary:
+                for key in ("min", "mean", "median", "p90", "p95", "p99", "max"):
+                    summary[key] *= 3
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    result = run("compare", a / "bench.json", tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+    assert "| model.onnx | ort-cpu | fp32 | off | 52x40 |" in result.output
+    assert result.output.count("|") % 9 == 0  # every table line has 8 cells: keys do not leak their '|'
+    assert "| 3 |" in result.output and "geometric mean of B/A: 3" in result.output
+    one_line_error(run("compare", a / "bench.json", tmp_path / "missing.json"), "does not exist")
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    one_line_error(run("compare", a / "bench.json", tmp_path / "bad.json"), "not a valid ingan-bench report")
+
+
+def test_unknown_backend_and_bad_sizes_are_usage_errors(tiny_models):
+    result = run(tiny_models[0], "--backends", "ort-cpu,onnx-gpu")
+    assert result.exit_code == 2 and "unknown backend(s) onnx-gpu; choose from tensorrt" in result.output
+    for bad in ("640by360", "640x", "0x360", ",", "640x360,abc"):
+        result = run(tiny_models[0], "--sizes", bad)
+        assert result.exit_code == 2 and "Invalid value for '--sizes'" in result.output, bad
+    result = run(tiny_models[0], "--warmup", "soon")
+    assert result.exit_code == 2 and "not a warm-up" in result.output
+    result = run(tiny_models[0], "--duration", "-1")
+    assert result.exit_code == 2
+
+
+def test_unreadable_models(tiny_models, tmp_path):
+    one_line_error(run(tmp_path / "missing.onnx", "-q"), "does not exist")
+    one_line_error(run(tmp_path, "-q"), "is not a file")
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    one_line_error(run(tmp_path / "weights.bin", "-q"), "cannot tell the model type")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not an onnx file")
+    one_line_error(run(junk, "-q"), "not found; it is written by ingan-export")  # no sidecar
+    shutil.copy(str(tiny_models[0]) + ".json", str(junk) + ".json")
+    one_line_error(run(junk, "-q"), "does not match its metadata")  # checksum differs
+    bad_ckpt = tmp_path / "ckpt.pt"
+    bad_ckpt.write_text("hello")
+    one_line_error(run(bad_ckpt, "-q"), "ckpt.pt")
+    out = tmp_path / "never"
+    one_line_error(run(tiny_models[0], tmp_path / "missing.onnx", "-o", out, "-q"), "does not exist")
+    assert not out.exists()  # checked before anything ran or was written
+
+
+def test_nothing_to_measure_fails(tiny_models, tmp_path):
+    result = run(tiny_models[0], "--sizes", "1920x1080", *FAST, "-o", tmp_path / "o", "-q", "--no-plot")
+    assert result.exit_code == 1 and "FAILED: 0 cells measured, 1 skipped" in result.output
+    data = report.load_report(tmp_path / "o" / "bench.json")
+    assert "outside the model's range" in data["cells"][0]["reason"]
+
+
+def test_device_cuda_without_gpu(tiny_models):
+    import pytest
+
+    from ingan.runtime.trt_engine import cuda_device_status
+
+    if cuda_device_status()[0]:
+        pytest.skip("this machine has a GPU")
+    one_line_error(run(tiny_models[0], "--device", "cuda", "-q"), "--device cuda: no CUDA backend")
+
+
+def test_onnx_only_run_never_imports_torch(tiny_models, tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        from ingan.bench.cli import main
+        try:
+            main([{str(tiny_models[0])!r}, "--sizes", "52x40", "--warmup", "1", "--iterations", "2",
+                  "--duration", "0", "-o", {str(tmp_path / 'o')!r}, "-q"])
+        except SystemExit as exc:
+            assert exc.code in (0, None), exc.code
+        heavy = [m for m in ("torch", "tensorrt", "tensorrt_lean") if m in sys.modules]
+        assert heavy == [], heavy
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr + proc.stdout
+    assert (tmp_path / "o" / "bench.png").exists()

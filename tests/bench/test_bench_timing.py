@@ -1,0 +1,138 @@
+"""The measurement loop, cell planning and the CUDA/TensorRT API names the harness calls (no GPU needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingan.bench import timing
+from ingan.errors import ConfigError
+
+
+class FakeClock:
+    def __init__(self, step_s: float) -> None:
+        self.now = 0.0
+        self.step_s = step_s
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self) -> dict[str, float]:
+        self.now += self.step_s
+        return {"latency": self.step_s * 1e3, "host_latency": self.step_s * 1e3}
+
+
+def test_iterations_and_duration_are_both_minimums():
+    clock = FakeClock(0.1)
+    # at least 3 requests AND at least 1 s: 10 requests of 0.1 s
+    m = timing.measure(clock.step, timing.Settings(warmup_seconds=0.25, iterations=3, duration_s=1.0), clock=clock)
+    assert m.warmup_iterations == 3 and len(m.samples) == 10 and not m.truncated
+    assert m.wall_s == pytest.approx(1.0)
+    clock = FakeClock(0.1)
+    m = timing.measure(clock.step, timing.Settings(warmup_iterations=2, warmup_seconds=None, iterations=20,
+                                                   duration_s=0.5), clock=clock)
+    assert m.warmup_iterations == 2 and len(m.samples) == 20
+
+
+def test_max_iterations_and_deadline():
+    clock = FakeClock(0.1)
+    m = timing.measure(clock.step, timing.Settings(warmup_seconds=0, iterations=2, duration_s=100,
+                                                   max_iterations=5), clock=clock)
+    assert len(m.samples) == 5
+    clock = FakeClock(0.1)
+    m = timing.measure(clock.step, timing.Settings(warmup_seconds=0.2, iterations=50, duration_s=0),
+                       deadline=0.65, clock=clock)
+    assert m.truncated and 1 <= len(m.samples) < 50
+    clock = FakeClock(1.0)  # already past the deadline: still one timed request, so the cell has a number
+    m = timing.measure(clock.step, timing.Settings(warmup_seconds=5, iterations=10, duration_s=0),
+                       deadline=-1, clock=clock)
+    assert m.warmup_iterations == 0 and len(m.samples) == 1 and m.truncated
+
+
+def test_settings_validation():
+    with pytest.raises(ConfigError):
+        timing.Settings(iterations=0)
+    with pytest.raises(ConfigError):
+        timing.Settings(duration_s=-1)
+    with pytest.raises(ConfigError):
+        timing.Settings(iterations=5, max_iterations=2)
+
+
+@pytest.mark.parametrize("text,expected", [("5", (5, None)), ("0", (0, None)), ("200ms", (None, 0.2)),
+                                           ("2s", (None, 2.0)), ("1.5m", (None, 90.0))])
+def test_parse_warmup(text, expected):
+    assert timing.parse_warmup(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "x", "5 iterations", "-1", "2h"])
+def test_parse_warmup_rejects(text):
+    with pytest.raises(ValueError, match="not a warm-up"):
+        timing.parse_warmup(text)
+
+
+def test_parse_backends():
+    assert timing.parse_backends("all") is None and timing.parse_backends(None) is None
+    assert timing.parse_backends(" ort-cpu, torch-fp32,ort-cpu ") == ["ort-cpu", "torch-fp32"]
+    with pytest.raises(ConfigError, match="unknown backend.*ort-gpu.*choose from tensorrt"):
+        timing.parse_backends("ort-cpu,ort-gpu")
+
+
+def test_plan_cells_on_this_machine(tiny_models):
+    onnx_path, _fp16, ckpt = tiny_models
+    models = [timing.inspect_model(onnx_path), timing.inspect_model(ckpt)]
+    timing.label_models(models)
+    avail = timing.Availability(device="cpu")
+    sizes = [(40, 52), (96, 120)]  # the second is outside the checkpoint's trained range
+    cells, skipped = timing.plan_cells(models, sizes, None, "both", avail)
+    assert [(c.model.label, c.backend, c.size, c.cuda_graphs) for c in cells] == [
+        ("model.onnx", "ort-cpu", (40, 52), False), ("model.onnx", "ort-cpu", (96, 120), False),
+        ("ckpt.pt", "torch-fp32", (40, 52), False)]
+    assert len(skipped) == 1 and "outside the model's range" in skipped[0]["reason"]
+    # asked for by name but impossible here: recorded as skipped with the reason
+    cells, skipped = timing.plan_cells(models, sizes[:1], ["ort-cuda", "torch-fp16", "ort-cpu"], "both", avail)
+    assert [c.backend for c in cells] == ["ort-cpu"]
+    reasons = {s["backend"]: s["reason"] for s in skipped}
+    assert "needs CUDA" in reasons["ort-cuda"] and "needs CUDA" in reasons["torch-fp16"]
+
+
+def test_inspect_model_errors(tmp_path, tiny_models):
+    with pytest.raises(Exception, match="does not exist"):
+        timing.inspect_model(tmp_path / "missing.onnx")
+    with pytest.raises(Exception, match="is not a file"):
+        timing.inspect_model(tmp_path)
+    (tmp_path / "m.txt").write_text("x")
+    with pytest.raises(ConfigError, match="cannot tell the model type"):
+        timing.inspect_model(tmp_path / "m.txt")
+    info = timing.inspect_model(tiny_models[0])
+    assert info.kind == "onnx" and info.config is not None and info.to_dict()["size_range"]["max"] == "120x96"
+
+
+# Every CUDA runtime call the TensorRT probe makes, checked against cuda-bindings (imports without a GPU).
+CUDART_CALLS = ("cudaEventCreate", "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime",
+                "cudaEventDestroy", "cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphInstantiate",
+                "cudaGraphLaunch", "cudaGraphExecDestroy", "cudaGraphDestroy", "cudaMemGetInfo", "cudaGetLastError",
+                "cudaMemcpyAsync", "cudaStreamSynchronize", "cudaDriverGetVersion", "cudaRuntimeGetVersion")
+
+
+def test_cuda_runtime_names_exist():
+    from ingan.runtime.trt_engine import import_cudart
+
+    cudart = import_cudart()
+    if cudart is None:
+        pytest.skip("cuda-bindings not installed")
+    missing = [name for name in CUDART_CALLS if not hasattr(cudart, name)]
+    assert missing == []
+    assert hasattr(cudart.cudaStreamCaptureMode, "cudaStreamCaptureModeThreadLocal")
+    assert hasattr(cudart.cudaMemcpyKind, "cudaMemcpyHostToDevice")
+
+
+def test_trt_session_still_has_what_the_probe_uses():
+    """TrtProbe drives TrtEngineSession's private members; fail here, not on a GPU, if they are renamed."""
+    import inspect
+    import re
+
+    from ingan.runtime import trt_engine
+
+    source = inspect.getsource(trt_engine.TrtEngineSession)
+    for name in timing.TrtProbe._NEEDED:
+        assert re.search(rf"self\.{name}\b\s*(:[^=\n]*)?=[^=]", source) or f"def {name}(" in source, name
+    assert "def _check(" in inspect.getsource(trt_engine)
