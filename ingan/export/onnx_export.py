@@ -86,6 +86,8 @@ def export_onnx(
     trace_size = (max(h, graph.min_side) + 1, max(w, graph.min_side) + 3)  # deliberately not multiples of 8
     inputs = example_inputs(spec, (h, w), trace_size)
     chatter = io.StringIO()
+    # "torchvision is not installed. Skipping torchvision::nms" etc.: noise for our graph.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(chatter), torch.no_grad():
             warnings.simplefilter("ignore")
