@@ -9,30 +9,10 @@ from typing import Any
 
 import click
 
-from ingan.cli.common import setup_logging, user_errors
-from ingan.sizes import parse_size
+from ingan.cli.common import SizeListParam, setup_logging, user_errors
+
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-class SizesParam(click.ParamType):
-    """'256x256,640x360' (width x height, comma-separated) -> [(h, w), ...]."""
-
-    name = "WxH[,WxH...]"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[tuple[int, int]]:
-        if isinstance(value, list):
-            return value
-        items = [item for item in str(value).split(",") if item.strip()]
-        if not items:
-            self.fail("give at least one size, e.g. 640x360", param, ctx)
-        sizes = []
-        for item in items:
-            try:
-                sizes.append(parse_size(item))
-            except ValueError as exc:
-                self.fail(str(exc), param, ctx)
-        return sizes
 
 
 class WarmupParam(click.ParamType):
@@ -109,7 +89,7 @@ def main() -> None:
 
 @main.command(context_settings=CONTEXT)
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--sizes", type=SizesParam(), default="640x360,1280x720", show_default=True,
+@click.option("--sizes", type=SizeListParam(), default="640x360,1280x720", show_default=True,
               help="Output sizes, WIDTHxHEIGHT, comma-separated.")
 @click.option("--backends", default="all", show_default=True, callback=_backends_option,
               help="Comma-separated: tensorrt, ort-tensorrt, ort-cuda, ort-cpu, torch-fp32, torch-fp16, "

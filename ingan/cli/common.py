@@ -71,3 +71,41 @@ def setup_logging(quiet: bool) -> None:
     """Our own messages at INFO; third-party libraries (onnxscript, torch) only at WARNING."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("ingan").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+class SizeParam(click.ParamType):
+    """'640x360' (WIDTHxHEIGHT, like every image tool) -> (height, width)."""
+
+    name = "WxH"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
+        from ingan.sizes import parse_size
+
+        if isinstance(value, tuple):
+            return value  # type: ignore[return-value]
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class SizeListParam(click.ParamType):
+    """'256x256,640x360' (comma-separated WIDTHxHEIGHT) -> [(height, width), ...]."""
+
+    name = "WxH[,WxH...]"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> list[tuple[int, int]]:
+        from ingan.sizes import parse_size
+
+        if isinstance(value, list):
+            return value
+        items = [item for item in str(value).split(",") if item.strip()]
+        if not items:
+            self.fail("give at least one size, e.g. 640x360", param, ctx)
+        sizes = []
+        for item in items:
+            try:
+                sizes.append(parse_size(item))
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+        return sizes

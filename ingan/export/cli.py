@@ -10,20 +10,8 @@ from typing import Any
 
 import click
 
-from ingan.cli.common import setup_logging, user_errors
-from ingan.sizes import format_size, parse_size
-
-
-class SizeParam(click.ParamType):
-    name = "WxH"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_size(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+from ingan.cli.common import SizeParam, setup_logging, user_errors
+from ingan.sizes import format_size
 
 
 class ByteSize(click.ParamType):

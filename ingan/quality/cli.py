@@ -5,30 +5,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
 
 import click
 
-from ingan.cli.common import setup_logging, user_errors
-from ingan.sizes import parse_size
+from ingan.cli.common import SizeListParam, setup_logging, user_errors
 
-
-class SizeListParam(click.ParamType):
-    name = "WxH[,WxH...]"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[tuple[int, int]]:
-        if isinstance(value, list):
-            return value
-        parts = [p for p in str(value).split(",") if p.strip()]
-        if not parts:
-            self.fail("no sizes given; write e.g. 768x320,192x320", param, ctx)
-        sizes = []
-        for part in parts:
-            try:
-                sizes.append(parse_size(part))
-            except ValueError as exc:
-                self.fail(str(exc), param, ctx)
-        return sizes
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

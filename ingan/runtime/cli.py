@@ -15,9 +15,9 @@ from typing import Any
 
 import click
 
-from ingan.cli.common import notice, setup_logging, user_errors
+from ingan.cli.common import SizeParam, notice, setup_logging, user_errors
 from ingan.errors import ConfigError, OutputPathError
-from ingan.sizes import format_size, parse_size
+from ingan.sizes import format_size
 
 SIZE_HELP = ("Output size WIDTHxHEIGHT in pixels, e.g. 640x360 (repeatable). Every size must lie in the "
              "model's range (see its .json, or the first line printed); all are checked before any runs.")
@@ -33,18 +33,6 @@ _SCALE = re.compile(rf"^\s*({_NUMBER})\s*(?:[xX×]\s*({_NUMBER}))?\s*$")
 _FLOAT = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _WARP = re.compile(rf"^\s*({_FLOAT})\s*,\s*({_FLOAT})\s*$")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
-
-
-class SizeParam(click.ParamType):
-    name = "WxH"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_size(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
 
 
 class ScaleParam(click.ParamType):

@@ -172,7 +172,7 @@ def test_larger_reference_is_reduced_like_training(tiny_checkpoint, training_png
 
 
 @pytest.mark.parametrize("text, message", [("640", "is not a size"), ("64x0", "at least 1x1"),
-                                           (",", "no sizes given"), ("64x40,abc", "'abc' is not a size")])
+                                           (",", "give at least one size"), ("64x40,abc", "'abc' is not a size")])
 def test_malformed_sizes_are_usage_errors(tiny_checkpoint, tmp_path, text, message):
     result = run(tiny_checkpoint, "--sizes", text, "-o", tmp_path)
     assert result.exit_code == 2 and message in result.output, result.output
