@@ -99,8 +99,9 @@ class Trainer:
             self.G = self.G.to(memory_format=torch.channels_last)
             self.D = self.D.to(memory_format=torch.channels_last)
         betas = (config.beta1, config.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.g_lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.d_lr, betas=betas)
+        # fused: one kernel per optimiser step on CUDA (the step is launch-bound, see docs/training.md).
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.g_lr, betas=betas, fused=self.use_cuda or None)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.d_lr, betas=betas, fused=self.use_cuda or None)
         self.image = self._to_device_image(self.image_pixels)
         self.iteration = 0
         self.wall_time = 0.0  # seconds spent in step() over all runs of this checkpoint
