@@ -3,9 +3,12 @@
     ingan-bench model.onnx model.plan ckpt.pt --sizes 640x360,1280x720
 
 Layout: `stats` (trtexec-exact percentiles), `cost` (analytic FLOPs and device peaks),
-`timing` (the measurement harness, one probe per backend), `env` (the environment block),
-`report` (JSON schema v1, Markdown, the PNG plot) and `cli`. Importing this package never
-imports torch, TensorRT or ONNX Runtime; each is imported only when a model needs it.
+`models` (backends, model files, availability, the cells and their records), `memory` (device
+and host memory readings), `probes` (one probe per backend: load, first request, timed steps),
+`timing` (settings and the measurement loop), `env` (the environment block), `report` (JSON
+schema v1, Markdown, the PNG plot), `suite` (the library entry point) and `cli`. Importing
+this package never imports torch, TensorRT or ONNX Runtime; each is imported only when a
+model needs it.
 Field meanings and their trtexec counterparts: docs/bench.md.
 """
 

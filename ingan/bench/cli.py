@@ -56,7 +56,7 @@ class SecondsParam(click.ParamType):
 
 
 def _backends_option(ctx: click.Context, param: click.Parameter, value: str) -> list[str] | None:
-    from ingan.bench.timing import parse_backends
+    from ingan.bench.models import parse_backends
     from ingan.errors import ConfigError
 
     try:

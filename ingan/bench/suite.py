@@ -15,6 +15,14 @@ from typing import Any, Callable, Sequence
 from ingan.bench import env as env_mod
 from ingan.bench import report as report_mod
 from ingan.bench import timing
+from ingan.bench.models import (
+    BACKENDS,
+    Availability,
+    inspect_model,
+    label_models,
+    parse_backends,
+    plan_cells,
+)
 from ingan.errors import ConfigError
 from ingan.fsutil import atomic_path, ensure_output_dir
 
@@ -47,14 +55,14 @@ def run_benchmark(model_paths: Sequence[str | Path], options: BenchOptions,
     """Check every model first (InganError on a bad one), then measure every cell."""
     started = time.perf_counter()
     deadline = started + options.time_budget_s if options.time_budget_s else None
-    backends = timing.parse_backends(list(options.backends) if options.backends is not None else None)
-    models = [timing.inspect_model(p) for p in model_paths]
-    timing.label_models(models)
-    avail = timing.Availability(device=options.device)
+    backends = parse_backends(list(options.backends) if options.backends is not None else None)
+    models = [inspect_model(p) for p in model_paths]
+    label_models(models)
+    avail = Availability(device=options.device)
     sizes = list(dict.fromkeys((int(h), int(w)) for h, w in options.sizes))
-    cells, skipped = timing.plan_cells(models, sizes, backends, options.cuda_graphs, avail, options.any_size)
+    cells, skipped = plan_cells(models, sizes, backends, options.cuda_graphs, avail, options.any_size)
     if options.device == "cuda" and not any(c.device == "cuda" for c in cells):
-        reasons = list(dict.fromkeys(s["reason"] for s in skipped if timing.BACKENDS[s["backend"]].device == "cuda"))
+        reasons = list(dict.fromkeys(s["reason"] for s in skipped if BACKENDS[s["backend"]].device == "cuda"))
         raise ConfigError("--device cuda: no CUDA backend can run these models here ("
                           + ("; ".join(reasons) if reasons else "no CUDA GPU or GPU runtime found") + ")")
     any_cuda = any(c.device == "cuda" for c in cells)

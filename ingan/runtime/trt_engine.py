@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from types import ModuleType, TracebackType
@@ -89,6 +90,9 @@ def _check(result: Any, what: str) -> Any:
     if not values:
         return None
     return values[0] if len(values) == 1 else values
+
+
+check_cuda = _check  # the public name, for callers outside ingan.runtime (ingan.bench)
 
 
 def cuda_device_status() -> tuple[bool, str]:
@@ -249,6 +253,10 @@ def _import_trt(lean: bool) -> ModuleType:
 # --------------------------------------------------------------------------- the session
 
 
+def _shapes_of(arrays: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(int(d) for d in a.shape) for name, a in arrays.items()}
+
+
 @dataclass
 class _CudaGraph:
     """One captured enqueue: its own execution context, graph, and pinned `size` values."""
@@ -258,6 +266,28 @@ class _CudaGraph:
     graph_exec: Any
     size_ptr: int  # pinned host memory holding this key's (height, width); never rewritten
     output_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True, eq=False)  # holds numpy arrays: compared by identity
+class PreparedRequest:
+    """A checked request from `TrtEngineSession.prepare`; `enqueue` it as often as needed."""
+
+    size: tuple[int, int]  # (height, width)
+    inputs: dict[str, np.ndarray]  # the device inputs (engine dtypes, contiguous); empty: only `size`
+    key: Any  # the CUDA-graph cache key: ((height, width), ((input, shape), ...))
+    # What the session will do for it, as of `prepare`: "off" (no graph cache: plain enqueue),
+    # "cached" (launch the cached graph), "capture" (the next enqueue captures one) or
+    # "failed" (this key could not be captured: plain enqueue).
+    cuda_graph: str
+
+
+@dataclass(frozen=True)
+class EnqueuedRequest:
+    """What `TrtEngineSession.enqueue` put on the stream; `fetch` it before the next enqueue."""
+
+    output_shape: tuple[int, ...]
+    enqueue_s: float  # host time of the execute_async_v3 or cudaGraphLaunch call
+    ticket: int  # which enqueue this was (a later one overwrites the pinned output)
 
 
 class TrtEngineSession:
@@ -275,6 +305,12 @@ class TrtEngineSession:
     into the graph and the key must (and does) contain the size. Engines whose enqueue cannot
     be captured fall back to plain execution for that key (logged once). 0 (the default)
     never touches CUDA graphs.
+
+    `run` is `prepare` + `enqueue` + `fetch`. Callers that time the parts (ingan.bench) use
+    them directly: `prepare` checks the inputs and sets the shapes once, `enqueue` copies the
+    inputs in, enqueues (or launches the graph) and copies the output out on `stream`,
+    optionally recording CUDA events between those steps, and `fetch` waits for the stream and
+    returns the output.
     """
 
     def __init__(self, plan: bytes, *, lean: bool = False, allow_host_code: bool = False,
@@ -290,6 +326,8 @@ class TrtEngineSession:
         self._runtime: Any = None
         self._engine: Any = None
         self._context: Any = None
+        self._main_shapes: tuple[Any, tuple[int, ...]] | None = None  # (key, output shape) set on _context
+        self._tickets = 0  # enqueues so far
         self._graphs: OrderedDict[Any, _CudaGraph] = OrderedDict()
         self._graph_failed: OrderedDict[Any, None] = OrderedDict()
         self._graph_failure_logged = False
@@ -443,6 +481,11 @@ class TrtEngineSession:
     # ---------------------------------------------------------------- properties
 
     @property
+    def stream(self) -> Any:
+        """The session's CUDA stream (cudaStream_t): every copy, enqueue and graph launch runs on it."""
+        return self._stream
+
+    @property
     def input_names(self) -> tuple[str, ...]:
         return self._inputs
 
@@ -477,7 +520,7 @@ class TrtEngineSession:
 
     # ---------------------------------------------------------------- inference
 
-    def _prepare(
+    def _check_inputs(
         self, size: tuple[int, int], image: np.ndarray | None, homography: np.ndarray | None
     ) -> tuple[tuple[int, int], dict[str, np.ndarray]]:
         """All user-input checks: ConfigError before any GPU work."""
@@ -506,6 +549,87 @@ class TrtEngineSession:
                 )
         return hw, arrays
 
+    def prepare(
+        self,
+        size: tuple[int, int],
+        image: np.ndarray | None = None,
+        homography: np.ndarray | None = None,
+    ) -> PreparedRequest:
+        """Check a request (ConfigError before any GPU work) and get it ready to `enqueue`.
+
+        Without a CUDA graph for it, this sets the size values and input shapes on the main
+        execution context, so enqueueing the same request again needs no shape change.
+        """
+        hw, arrays = self._check_inputs(size, image, homography)
+        shapes = _shapes_of(arrays)
+        key = (hw, tuple(sorted(shapes.items())))
+        with self._lock:
+            self._check_open()
+            if self._graph_capacity == 0:
+                cuda_graph = "off"
+            elif key in self._graph_failed:
+                cuda_graph = "failed"
+            else:
+                cuda_graph = "cached" if key in self._graphs else "capture"
+            if cuda_graph in ("off", "failed"):
+                self._set_main_shapes(key, hw, shapes)
+        return PreparedRequest(hw, arrays, key, cuda_graph)
+
+    def enqueue(self, request: PreparedRequest, events: Sequence[Any] | None = None) -> EnqueuedRequest:
+        """Copy the inputs in, run the engine (or launch its graph), copy the output out; no wait.
+
+        Everything goes on `stream`. `events`: four CUDA events (cudaEvent_t) to record on it
+        before the input copies, after them, after the enqueue or graph launch, and after the
+        output copy; on a request that captures a graph the capture happens between the last
+        two. `fetch` the result before the next enqueue: the pinned output buffer is shared.
+        """
+        if events is not None and len(events) != 4:
+            raise ConfigError(f"events must be 4 CUDA events, got {len(events)}")
+        with self._lock:
+            self._check_open()
+            cudart = self._cudart
+            key = request.key
+            use_graphs = self._graph_capacity > 0 and key not in self._graph_failed
+            cached = self._graphs.get(key) if use_graphs else None
+            if cached is not None:
+                self._graphs.move_to_end(key)
+                output_shape = cached.output_shape
+                out_nbytes = self._output_nbytes(output_shape)
+                enqueue_s = self._submit(request.inputs, events, graph=cached)
+                self._graph_counts["launches"] += 1
+            elif use_graphs:
+                output_shape, out_nbytes, enqueue_s = self._run_and_capture(request, events)
+            else:
+                if self._main_shapes is not None and self._main_shapes[0] == key:
+                    output_shape = self._main_shapes[1]
+                else:  # prepared for a graph that failed since, or another size came in between
+                    output_shape = self._set_main_shapes(key, request.size, _shapes_of(request.inputs))
+                out_nbytes = self._output_nbytes(output_shape)
+                enqueue_s = self._submit(request.inputs, events, context=self._context)
+            self._tickets += 1
+            out_ptr, _out_capacity, out_host = self._bufs[OUTPUT_NAME]
+            _check(
+                cudart.cudaMemcpyAsync(
+                    out_host.ctypes.data, out_ptr, out_nbytes,
+                    cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream,
+                ),
+                "cudaMemcpyAsync(output to host)",
+            )
+            self._record(events, 3)
+            return EnqueuedRequest(output_shape, enqueue_s, self._tickets)
+
+    def fetch(self, enqueued: EnqueuedRequest) -> np.ndarray:
+        """Wait for the stream; the output of `enqueued` as a new array."""
+        with self._lock:
+            self._check_open()
+            if enqueued.ticket != self._tickets:
+                raise InganError("a later enqueue overwrote this output; fetch each request before the next enqueue")
+            _check(self._cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+            out_nbytes = self._output_nbytes(enqueued.output_shape)
+            out_host = self._bufs[OUTPUT_NAME][2]
+            # Copy out of the pinned buffer: the next enqueue overwrites it.
+            return out_host[:out_nbytes].view(self._output_dtype).reshape(enqueued.output_shape).copy()
+
     def run(
         self,
         size: tuple[int, int],
@@ -516,40 +640,22 @@ class TrtEngineSession:
 
         Returns a new array: uint8 [N, H, W, 3] or float32 [N, 3, H, W] (the engine decides).
         """
-        hw, arrays = self._prepare(size, image, homography)
+        request = self.prepare(size, image, homography)
         with self._lock:
-            if self._closed:
-                raise InganError("this TensorRT session is closed")
-            cudart = self._cudart
-            shapes = {name: tuple(int(d) for d in a.shape) for name, a in arrays.items()}
-            key = (hw, tuple(sorted(shapes.items())))
-            use_graphs = self._graph_capacity > 0 and key not in self._graph_failed
-            cached = self._graphs.get(key) if use_graphs else None
-            if cached is not None:
-                self._graphs.move_to_end(key)
-                output_shape = cached.output_shape
-                out_nbytes = self._output_nbytes(output_shape)
-                self._copy_inputs(arrays)
-                _check(cudart.cudaGraphLaunch(cached.graph_exec, self._stream), "cudaGraphLaunch")
-                self._graph_counts["launches"] += 1
-            elif use_graphs:
-                output_shape, out_nbytes = self._run_and_capture(key, hw, shapes, arrays)
-            else:
-                output_shape = self._set_shapes(hw, shapes)
-                out_nbytes = self._output_nbytes(output_shape)
-                self._copy_inputs(arrays)
-                self._enqueue(self._context)
-            out_ptr, _out_capacity, out_host = self._bufs[OUTPUT_NAME]
-            _check(
-                cudart.cudaMemcpyAsync(
-                    out_host.ctypes.data, out_ptr, out_nbytes,
-                    cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream,
-                ),
-                "cudaMemcpyAsync(output to host)",
-            )
-            _check(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-            # Copy out of the pinned buffer: the next run overwrites it.
-            return out_host[:out_nbytes].view(self._output_dtype).reshape(output_shape).copy()
+            return self.fetch(self.enqueue(request))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InganError("this TensorRT session is closed")
+
+    def _set_main_shapes(
+        self, key: Any, hw: tuple[int, int], shapes: dict[str, tuple[int, ...]]
+    ) -> tuple[int, ...]:
+        """`_set_shapes` on the main context, remembering for which key (the output shape)."""
+        self._main_shapes = None  # unknown until set: a failed change leaves it half done
+        output_shape = self._set_shapes(hw, shapes)
+        self._main_shapes = (key, output_shape)
+        return output_shape
 
     def _output_nbytes(self, output_shape: tuple[int, ...]) -> int:
         out_capacity = self._bufs[OUTPUT_NAME][1]
@@ -561,19 +667,38 @@ class TrtEngineSession:
             )
         return out_nbytes
 
-    def _copy_inputs(self, arrays: dict[str, np.ndarray]) -> None:
-        """Host arrays -> the fixed device buffers (through their pinned staging buffers)."""
+    def _submit(self, arrays: dict[str, np.ndarray], events: Sequence[Any] | None, *,
+                context: Any = None, graph: _CudaGraph | None = None) -> float:
+        """Inputs -> the fixed device buffers (through their pinned staging buffers), then the
+        enqueue on `context` or the launch of `graph`; events 0-2 around them. Returns the host
+        seconds of the enqueue or launch call."""
         cudart = self._cudart
-        for name, array in arrays.items():
+        staged = []
+        for name, array in arrays.items():  # host work first, so event 0..1 times only the copies
             device_ptr, _capacity, host = self._bufs[name]
             host[: array.nbytes] = array.reshape(-1).view(np.uint8)
+            staged.append((name, device_ptr, host.ctypes.data, array.nbytes))
+        self._record(events, 0)
+        for name, device_ptr, host_ptr, nbytes in staged:
             _check(
                 cudart.cudaMemcpyAsync(
-                    device_ptr, host.ctypes.data, array.nbytes,
-                    cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream,
+                    device_ptr, host_ptr, nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream
                 ),
                 f"cudaMemcpyAsync({name} to device)",
             )
+        self._record(events, 1)
+        started = time.perf_counter()
+        if graph is not None:
+            _check(cudart.cudaGraphLaunch(graph.graph_exec, self._stream), "cudaGraphLaunch")
+        else:
+            self._enqueue(context)
+        enqueue_s = time.perf_counter() - started
+        self._record(events, 2)
+        return enqueue_s
+
+    def _record(self, events: Sequence[Any] | None, index: int) -> None:
+        if events is not None:
+            _check(self._cudart.cudaEventRecord(events[index], self._stream), "cudaEventRecord")
 
     def _enqueue(self, context: Any) -> None:
         if not context.execute_async_v3(self._stream_int):
@@ -584,8 +709,8 @@ class TrtEngineSession:
     # ---------------------------------------------------------------- CUDA graphs
 
     def _run_and_capture(
-        self, key: Any, hw: tuple[int, int], shapes: dict[str, tuple[int, ...]], arrays: dict[str, np.ndarray]
-    ) -> tuple[tuple[int, ...], int]:
+        self, request: PreparedRequest, events: Sequence[Any] | None
+    ) -> tuple[tuple[int, ...], int, float]:
         """First request for `key`: run it on a new context, then capture that context's enqueue.
 
         Recipe (TensorRT "CUDA Graphs", Optimizing TensorRT Performance,
@@ -610,9 +735,11 @@ class TrtEngineSession:
         a graph that re-reads them at launch sees its own values.
 
         The warm-up run computes this request's output (the captured enqueue does not execute),
-        so the caller only copies the output back.
+        so the caller only copies the output back. Returns (output shape, output bytes, host
+        seconds of that run's enqueue call).
         """
         trt, cudart, engine = self._trt, self._cudart, self._engine
+        key, hw, shapes = request.key, request.size, _shapes_of(request.inputs)
         if self._scratch is None:
             scratch_bytes = int(engine.device_memory_size_v2)
             scratch_ptr = 0
@@ -634,8 +761,8 @@ class TrtEngineSession:
                     raise EngineLoadError(f"TensorRT refused the buffer for '{name}': {_errors_text(self._logger)}")
             output_shape = self._set_shapes(hw, shapes, context=context, size_host=size_host)
             out_nbytes = self._output_nbytes(output_shape)
-            self._copy_inputs(arrays)
-            self._enqueue(context)  # the normal run after the shape change; computes this output
+            # the normal run after the shape change; computes this output
+            enqueue_s = self._submit(request.inputs, events, context=context)
             _check(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
             graph, graph_exec, why = self._capture(context)
             if graph_exec is None:
@@ -651,7 +778,7 @@ class TrtEngineSession:
                     errors += self._destroy_graph(old)
                 if errors:
                     raise CudaError("; ".join(errors))
-            return output_shape, out_nbytes
+            return output_shape, out_nbytes, enqueue_s
         finally:
             if entry is None:  # failed or not capturable: nothing keeps the context or its values
                 _check(cudart.cudaFreeHost(size_ptr), "cudaFreeHost")

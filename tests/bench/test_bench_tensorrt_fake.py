@@ -51,9 +51,6 @@ def fakes(monkeypatch):
             self.event_ms[event] = time.perf_counter() * 1e3
             return (fk.Err.cudaSuccess,)
 
-        def cudaEventSynchronize(self, event):  # noqa: N802
-            return (fk.Err.cudaSuccess,)
-
         def cudaEventElapsedTime(self, start, end):  # noqa: N802
             return fk.Err.cudaSuccess, self.event_ms[end] - self.event_ms[start]
 
@@ -112,13 +109,14 @@ def test_tensorrt_cells_with_and_without_graphs(fakes, tmp_path):
 
 
 def test_probe_returns_the_engine_output(fakes, tmp_path):
-    from ingan.bench import timing
+    from ingan.bench.models import CellSpec, inspect_model
+    from ingan.bench.probes import open_probe
 
     fk, trt, cudart = fakes
     plan, _meta = fk.write_model(tmp_path)
-    model = timing.inspect_model(plan)
+    model = inspect_model(plan)
     for graphs in (False, True):
-        opened = timing.open_probe(timing.CellSpec(model, "tensorrt", (20, 30), graphs, "cuda"))
+        opened = open_probe(CellSpec(model, "tensorrt", (20, 30), graphs, "cuda"))
         try:
             np.testing.assert_array_equal(opened.probe.request(), fk.expected_output((20, 30))[0])
             sample = opened.probe.step()

@@ -85,6 +85,8 @@ CUDART_NAMES: set[str] = {
     "cudaStreamBeginCapture", "cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal",
     "cudaStreamEndCapture", "cudaGraphInstantiate", "cudaGraphLaunch", "cudaGraphExecDestroy",
     "cudaGraphDestroy", "cudaGetLastError",
+    # trt_engine.py: TrtEngineSession.enqueue(events=...) records the caller's events (ingan.bench)
+    "cudaEventRecord",
 }
 CUDA_DEVICE_PROP_NAMES = {"name", "major", "minor"}
 CUDART_ROLES = {"cudart": "cudart", "self._cudart": "cudart", "props": "cudaDeviceProp"}
