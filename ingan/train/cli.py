@@ -19,7 +19,7 @@ QUICK_NOTE = (
     "needs the 'paper' preset, ~10^4+ iterations: hours on a CPU, tens of minutes on a GPU."
 )
 
-FIXED_ON_RESUME = ("preset", "crop_size", "base_channels", "max_transform", "seed", "max_side")
+FIXED_ON_RESUME = ("preset", "crop_size", "base_channels", "max_transform", "seed", "max_side", "init_from")
 CHECKPOINT_NAME = "ckpt.pt"
 
 
@@ -61,6 +61,10 @@ CHECKPOINT_NAME = "ckpt.pt"
               help="Save ckpt.pt every N iterations. [default: 1000 paper, 100 quick]")
 @click.option("--monitor-every", type=click.IntRange(min=1),
               help="Write monitor_<iter>.png every N iterations. [default: 1000 paper, 100 quick]")
+@click.option("--init-from", type=click.Path(path_type=Path), metavar="CKPT",
+              help="Start a new run with the generator weights of CKPT (any ingan checkpoint, serving "
+                   "ones included; same architecture). Discriminator and optimisers start fresh and the "
+                   "schedule starts at iteration 0. For continuing a run exactly, use --resume.")
 @click.option("--force", is_flag=True, help="Overwrite an existing ckpt.pt in the output folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; errors and the summary only.")
 @click.pass_context
@@ -153,6 +157,9 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
             )
         trainer = Trainer(loaded.pixels, config, options, image_name=image.name)
         action = "starting"
+        if opt["init_from"] is not None:
+            trainer.init_generator_from(load_checkpoint(opt["init_from"]))
+            action = f"starting from the generator of {opt['init_from']}"
     return _run(trainer, out_dir, options, action)
 
 

@@ -253,6 +253,18 @@ class Trainer:
             payload["losses"] = asdict(self.last_losses)
         return payload
 
+    def init_generator_from(self, ckpt: Checkpoint) -> None:
+        """Warm start: copy another checkpoint's generator weights (same architecture)."""
+        if ckpt.generator_config != self.config.generator:
+            raise ConfigError(
+                f"'{ckpt.path}' has generator {ckpt.generator_config}, this run needs {self.config.generator}; "
+                "pass matching --preset/--base-channels"
+            )
+        try:
+            self.G.load_state_dict(ckpt.payload["generator"])
+        except (RuntimeError, KeyError) as exc:
+            raise CheckpointError(f"'{ckpt.path}': generator weights do not fit ({exc})") from None
+
     def save(self, path: str | Path) -> Path:
         return save_checkpoint(path, self.state())
 

@@ -181,3 +181,19 @@ def test_ctrl_c_saves_and_exits_130(tmp_path, image_file):
     ckpt = load_checkpoint(out / "ckpt.pt")
     assert ckpt.iteration >= 1 and ckpt.has_training_state
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_init_from_a_serving_checkpoint(tmp_path, image_file):
+    from ingan.model.checkpoint import save_checkpoint, slim_payload
+
+    first = tmp_path / "first"
+    assert run(image_file, *TINY, "--iters", "2", "-o", first, "-q").exit_code == 0
+    serving = save_checkpoint(tmp_path / "serving.pt", slim_payload(load_checkpoint(first / "ckpt.pt").payload))
+    second = tmp_path / "second"
+    result = run(image_file, *TINY, "--iters", "1", "--init-from", serving, "-o", second)
+    assert result.exit_code == 0 and "starting from the generator of" in result.output
+    assert load_checkpoint(second / "ckpt.pt").iteration == 1
+
+    mismatch = run(image_file, *TINY[:-4], "--base-channels", "8", "--device", "cpu", "--iters", "1",
+                   "--init-from", serving, "-o", tmp_path / "third")
+    assert mismatch.exit_code == 1 and "pass matching --preset/--base-channels" in mismatch.output
