@@ -9,18 +9,11 @@ from click.testing import CliRunner
 
 from ingan.export.cli import main
 from ingan.model.checkpoint import FORMAT_VERSION, load_checkpoint
+from clitest import one_line_error
 
 
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result, text):
-    """Exit 1 and exactly one error line (progress lines may precede it)."""
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    errors = [line for line in lines if line.startswith("Error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0] and text in errors[0], result.output
 
 
 def test_help():

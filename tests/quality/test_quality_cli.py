@@ -14,20 +14,13 @@ import ingan.runtime
 from ingan.errors import ConfigError
 from ingan.quality.cli import main
 from ingan.quality.evaluate import FORMAT, FORMAT_VERSION, evaluate, find_reference
+from clitest import one_line_error
 
 METHODS = ["ingan", "bicubic", "centre_crop"]
 
 
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result, text):
-    """Exit 1 and exactly one error line, the last one (progress lines may precede it)."""
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    errors = [line for line in lines if line.startswith("Error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0] and text in errors[0], result.output
 
 
 @pytest.fixture(scope="module")

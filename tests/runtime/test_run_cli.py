@@ -18,6 +18,7 @@ import ingan.runtime
 from ingan.collage import grid
 from ingan.runtime import render
 from ingan.runtime.cli import main
+from clitest import one_line_error
 
 # The tiny export: training image 40x52 (h, w); range 16x16 .. 120x96 (w x h).
 IMAGE_HW = (40, 52)
@@ -25,15 +26,6 @@ IMAGE_HW = (40, 52)
 
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result, text):
-    """Exit 1 and exactly one error line, last, containing `text`."""
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    errors = [line for line in lines if line.startswith("Error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0] and text in errors[0], result.output
-    assert "Traceback" not in result.output
 
 
 def files(folder):
