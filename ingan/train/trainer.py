@@ -86,9 +86,16 @@ class Trainer:
         self.image_pixels = np.ascontiguousarray(image)
         h, w = self.image_pixels.shape[:2]
         if min(h, w) < config.crop_size:
+            smallest = 2 * config.generator.min_size  # the smallest crop the architecture trains on
+            fitting = min(h, w) // config.generator.size_multiple * config.generator.size_multiple
+            if fitting < smallest:
+                raise ConfigError(
+                    f"image is {w}x{h}: too small to train on; InGAN needs at least {smallest} px on the "
+                    f"shorter side (use a larger image)"
+                )
             raise ConfigError(
                 f"image is {w}x{h}, smaller than the {config.crop_size} px training crop; "
-                f"pass --crop-size {max(8, min(h, w) // 8 * 8)} or a larger image"
+                f"pass --crop-size {fitting} or a larger image"
             )
 
         torch.manual_seed(config.seed)

@@ -121,3 +121,8 @@ def test_bf16_channels_last_code_path_runs_on_cpu(image, tiny_config):
         trainer.step()
     assert all(math.isfinite(v) for v in vars(trainer.losses()).values())
     assert trainer.retarget(0.5, 1.0).dtype == np.uint8
+
+
+def test_image_too_small_for_any_crop(tiny_config):
+    with pytest.raises(ConfigError, match="too small to train on; InGAN needs at least 32 px"):
+        Trainer(np.zeros((20, 60, 3), np.uint8), tiny_config, CPU)
