@@ -98,9 +98,12 @@ def test_bad_images_give_one_line_errors(tmp_path, make, message):
 
 def test_image_smaller_than_crop(tmp_path):
     path = tmp_path / "small.png"
+    Image.fromarray(np.zeros((44, 60, 3), np.uint8)).save(path)
+    result = run(path, *TINY, "--crop-size", "48", "-o", tmp_path / "o")
+    assert result.exit_code == 1 and "smaller than the 48 px training crop; pass --crop-size 40" in result.output
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(path)
     result = run(path, *TINY, "-o", tmp_path / "o")
-    assert result.exit_code == 1 and "smaller than the 32 px training crop" in result.output
+    assert result.exit_code == 1 and "too small to train on" in result.output
 
 
 def test_rgba_and_grayscale_inputs_train_with_notices(tmp_path, image):

@@ -30,8 +30,8 @@ def test_homography_augmentation_trains(image, tiny_config):
 
 
 def test_image_smaller_than_crop_is_refused(tiny_config):
-    with pytest.raises(ConfigError, match="smaller than the 32 px training crop; pass --crop-size 24"):
-        Trainer(np.zeros((24, 60, 3), np.uint8), tiny_config, CPU)
+    with pytest.raises(ConfigError, match="smaller than the 48 px training crop; pass --crop-size 40"):
+        Trainer(np.zeros((44, 60, 3), np.uint8), tiny_config.with_overrides(crop_size=48), CPU)
 
 
 def test_checkpoint_round_trip(tmp_path, image, tiny_config):
