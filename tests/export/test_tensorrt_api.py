@@ -183,6 +183,20 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
+def _named_attribute(node: ast.AST) -> str | None:
+    """The literal name in a getattr/hasattr/setattr(obj, "name", ...) call; None for any other node."""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in {"getattr", "hasattr", "setattr"}
+        and len(node.args) >= 2
+        and isinstance(node.args[1], ast.Constant)
+        and isinstance(node.args[1].value, str)
+    ):
+        return node.args[1].value
+    return None
+
+
 def _collect(tree: ast.Module, roles: dict[str, str]) -> set[tuple[str, str]]:
     """(role, dotted attribute) for every outermost attribute chain rooted at a role variable,
     plus getattr/hasattr/setattr(<role>, "name")."""
@@ -198,17 +212,10 @@ def _collect(tree: ast.Module, roles: dict[str, str]) -> set[tuple[str, str]]:
                 if dotted.startswith(prefix + "."):
                     found.add((role, dotted[len(prefix) + 1:]))
                     break
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in {"getattr", "hasattr", "setattr"}
-            and len(node.args) >= 2
-            and isinstance(node.args[1], ast.Constant)
-            and isinstance(node.args[1].value, str)
-        ):
+        elif (name := _named_attribute(node)) is not None:
             base = _dotted(node.args[0])
             if base in roles:
-                found.add((roles[base], node.args[1].value))
+                found.add((roles[base], name))
     return found
 
 
@@ -227,16 +234,7 @@ def _resolve(root: Any, dotted: str) -> bool:
 
 def _attribute_names(tree: ast.Module) -> set[str]:
     names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in {"getattr", "hasattr", "setattr"}
-            and len(node.args) >= 2
-            and isinstance(node.args[1], ast.Constant)
-            and isinstance(node.args[1].value, str)
-        ):
-            names.add(node.args[1].value)
+    names.update(name for node in ast.walk(tree) if (name := _named_attribute(node)) is not None)
     return names
 
 
