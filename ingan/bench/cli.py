@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ingan.cli.common import SizeListParam, setup_logging, user_errors
+from ingan.cli.common import Duration, SizeListParam, setup_logging, user_errors
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -29,30 +29,13 @@ class WarmupParam(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class SecondsParam(click.ParamType):
-    """A duration >= 0: '3', '3s', '500ms', '2m'."""
+class SecondsParam(Duration):
+    """A duration >= 0 in bench's grammar: '3', '3s', '500ms', '2m' (see `parse_seconds`)."""
 
-    name = "DURATION"
+    def parse(self, text: str) -> float:
+        from ingan.bench.timing import parse_seconds
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, (int, float)):
-            return float(value)
-        from ingan.bench.timing import parse_warmup
-
-        text = str(value).strip().lower()
-        try:
-            seconds = float(text)
-        except ValueError:
-            try:
-                count, seconds_or_none = parse_warmup(text)
-            except ValueError:
-                self.fail(f"'{value}' is not a duration; use e.g. 3, 3s, 500ms or 2m", param, ctx)
-            if seconds_or_none is None:
-                seconds_or_none = float(count or 0)
-            seconds = seconds_or_none
-        if seconds < 0:
-            self.fail(f"'{value}' must not be negative", param, ctx)
-        return seconds
+        return parse_seconds(text)
 
 
 def _backends_option(ctx: click.Context, param: click.Parameter, value: str) -> list[str] | None:

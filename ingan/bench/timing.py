@@ -75,6 +75,22 @@ def parse_warmup(text: str) -> tuple[int | None, float | None]:
     return None, number * {"ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
+def parse_seconds(text: str) -> float:
+    """'3', '3s', '500ms', '2m' -> seconds (>= 0); the grammar of --duration and --time-budget."""
+    value = str(text).strip().lower()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            _, unit_seconds = parse_warmup(value)  # a bare count never gets here: float() took it
+        except ValueError:
+            raise ValueError(f"'{text}' is not a duration; use e.g. 3, 3s, 500ms or 2m") from None
+        seconds = float(unit_seconds or 0.0)
+    if seconds < 0:
+        raise ValueError(f"'{text}' must not be negative")
+    return seconds
+
+
 # --------------------------------------------------------------------------- the loop
 
 

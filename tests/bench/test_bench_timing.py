@@ -70,6 +70,19 @@ def test_parse_warmup_rejects(text):
         timing.parse_warmup(text)
 
 
+@pytest.mark.parametrize("text,expected", [("3", 3.0), ("0", 0.0), (" 2.5 ", 2.5), ("500ms", 0.5), ("3s", 3.0),
+                                           ("2M", 120.0)])
+def test_parse_seconds(text, expected):
+    assert timing.parse_seconds(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text,match", [("", "not a duration"), ("x", "not a duration"), ("1h", "not a duration"),
+                                        ("-1s", "not a duration"), ("-1", "must not be negative")])
+def test_parse_seconds_rejects(text, match):
+    with pytest.raises(ValueError, match=match):
+        timing.parse_seconds(text)
+
+
 def test_parse_backends():
     assert parse_backends("all") is None and parse_backends(None) is None
     assert parse_backends(" ort-cpu, torch-fp32,ort-cpu ") == ["ort-cpu", "torch-fp32"]
