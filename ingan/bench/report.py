@@ -20,6 +20,13 @@ from ingan.fsutil import atomic_path
 
 METRIC_NAMES = ("gpu_compute_ms", "h2d_ms", "d2h_ms", "latency_ms", "host_latency_ms", "enqueue_ms")
 CELL_STATUSES = ("ok", "skipped", "failed")
+# The sections of an ok cell whose fields are all numbers, or null where a backend cannot measure them.
+NULLABLE_SECTIONS = {
+    "throughput": ("images_per_s", "megapixels_per_s"),
+    "cold_start": ("load_s", "first_request_s", "total_s"),
+    "memory": ("device_peak_mib", "host_peak_rss_mib"),
+    "cost": ("gflop",),
+}
 
 
 class ReportError(InganError):
@@ -133,21 +140,11 @@ def validate_report(data: Any) -> list[str]:
             primary = cell.get("primary_metric")
             if isinstance(primary, str) and metrics.get(primary) is None:
                 problems.append(f"{where}.primary_metric: '{primary}' has no summary")
-        throughput = need(cell, "throughput", dict, where)
-        if throughput is not None:
-            need(throughput, "images_per_s", float, f"{where}.throughput", nullable=True)
-            need(throughput, "megapixels_per_s", float, f"{where}.throughput", nullable=True)
-        cold = need(cell, "cold_start", dict, where)
-        if cold is not None:
-            for key in ("load_s", "first_request_s", "total_s"):
-                need(cold, key, float, f"{where}.cold_start", nullable=True)
-        memory = need(cell, "memory", dict, where)
-        if memory is not None:
-            need(memory, "device_peak_mib", float, f"{where}.memory", nullable=True)
-            need(memory, "host_peak_rss_mib", float, f"{where}.memory", nullable=True)
-        cost = need(cell, "cost", dict, where)
-        if cost is not None:
-            need(cost, "gflop", float, f"{where}.cost", nullable=True)
+        for section, fields in NULLABLE_SECTIONS.items():
+            block = need(cell, section, dict, where)
+            if block is not None:
+                for key in fields:
+                    need(block, key, float, f"{where}.{section}", nullable=True)
         need(cell, "notes", list, where)
     return problems
 
