@@ -92,7 +92,7 @@ def _check(result: Any, what: str) -> Any:
     return values[0] if len(values) == 1 else values
 
 
-check_cuda = _check  # the public name, for callers outside ingan.runtime (ingan.bench)
+check_cuda = _check  # the public name, for callers outside this module (backends.trt, ingan.bench)
 
 
 def cuda_device_status() -> tuple[bool, str]:

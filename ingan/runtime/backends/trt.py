@@ -35,8 +35,8 @@ from ingan.runtime.trt_engine import (
     IMAGE_INPUT,
     EngineLoadError,
     TrtEngineSession,
-    _check,
     _import_trt,
+    check_cuda,
     cuda_device_info,
     cuda_device_status,
     import_cudart,
@@ -266,11 +266,11 @@ def _select_device(index: int | None) -> int:
     cudart = import_cudart()
     if cudart is None:
         raise MissingDependencyError("cuda-python", "gpu", "Running a TensorRT plan")
-    count = _check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
+    count = check_cuda(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
     check_device_index(index, int(count))
     if index is not None:
-        _check(cudart.cudaSetDevice(index), f"cudaSetDevice({index})")
-    return int(_check(cudart.cudaGetDevice(), "cudaGetDevice"))
+        check_cuda(cudart.cudaSetDevice(index), f"cudaSetDevice({index})")
+    return int(check_cuda(cudart.cudaGetDevice(), "cudaGetDevice"))
 
 
 def _short_version(version: str) -> str:
@@ -326,7 +326,7 @@ class TrtRunner(Runner):
         """CUDA's current device is per host thread: re-select ours (cheap) before GPU calls."""
         cudart = import_cudart()
         if cudart is not None:
-            _check(cudart.cudaSetDevice(self._device_index), f"cudaSetDevice({self._device_index})")
+            check_cuda(cudart.cudaSetDevice(self._device_index), f"cudaSetDevice({self._device_index})")
 
     def _retarget(self, size: tuple[int, int], homography: np.ndarray | None,
                   image: np.ndarray | None) -> np.ndarray:
