@@ -87,7 +87,8 @@ def test_directory_instead_of_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read any file"
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="root can read any file (test_permission_denied_message covers this path as root)",
 )
 def test_unreadable_file(tmp_path: Path) -> None:
     p = tmp_path / "secret.png"

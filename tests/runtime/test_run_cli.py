@@ -156,7 +156,7 @@ def test_sweep_sizes_follow_the_path(onnx_model):
 
 
 def test_mp4_sweep(onnx_model, tmp_path):
-    pytest.importorskip("imageio_ffmpeg")
+    pytest.importorskip("imageio_ffmpeg", reason="imageio-ffmpeg is not installed (pip install imageio-ffmpeg)")
     target = tmp_path / "sweep.mp4"
     result = run(onnx_model, "--sweep", target, "--sweep-steps", "1", "-q")
     assert result.exit_code == 0, result.output
