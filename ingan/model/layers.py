@@ -19,6 +19,10 @@ class SpectralNorm(nn.Module):
     def __init__(self, weight: torch.Tensor, eps: float = 1e-12) -> None:
         super().__init__()
         self.eps = eps
+        # False: each power iteration rebinds u/v to new tensors (fewest kernels, eager).
+        # True: it writes them in place, so a captured CUDA graph updates the real buffers
+        # on every replay instead of re-reading stale ones (set_in_place_power_iteration).
+        self.in_place = False
         matrix = weight.detach().flatten(1).float()
         self.register_buffer("_u", F.normalize(matrix.new_empty(matrix.shape[0]).normal_(0, 1), dim=0, eps=eps))
         self.register_buffer("_v", F.normalize(matrix.new_empty(matrix.shape[1]).normal_(0, 1), dim=0, eps=eps))
@@ -32,7 +36,11 @@ class SpectralNorm(nn.Module):
         for _ in range(steps):
             u = F.normalize(torch.mv(matrix, v), dim=0, eps=self.eps)
             v = F.normalize(torch.mv(matrix.t(), u), dim=0, eps=self.eps)
-        self._u, self._v = u, v
+        if self.in_place:
+            self._u.copy_(u)
+            self._v.copy_(v)
+        else:
+            self._u, self._v = u, v
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=weight.device.type, enabled=False):
@@ -41,6 +49,16 @@ class SpectralNorm(nn.Module):
                 self._power_iteration(matrix.detach(), 1)
             sigma = torch.dot(self._u, torch.mv(matrix, self._v))
             return (weight.float() / sigma).to(weight.dtype)
+
+
+def set_in_place_power_iteration(model: nn.Module, enabled: bool) -> int:
+    """Switch every SpectralNorm in `model` to in-place u/v updates; returns how many."""
+    found = 0
+    for module in model.modules():
+        if isinstance(module, SpectralNorm):
+            module.in_place = enabled
+            found += 1
+    return found
 
 
 def _spectral_norm(module: nn.Conv2d) -> nn.Conv2d:

@@ -43,6 +43,10 @@ class TrainConfig:
     noise: float = 1.0 / 255.0
     # D's per-scale weights are even at this iteration (coarse-heavy before, fine-heavy after).
     scale_weights_even_at: int = 25_000
+    # Sampled output sides are snapped to the nearest multiple of this (0: no snapping, the
+    # original's rounding up to the architecture multiple only). Coarser steps give fewer
+    # distinct output shapes, which is what lets CUDA graphs be reused (docs/training.md).
+    size_step: int = 0
     seed: int = 0
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
@@ -62,6 +66,8 @@ class TrainConfig:
             problems.append("max_transform must be in [0, 1)")
         if self.g_lr <= 0 or self.d_lr <= 0:
             problems.append("learning rates must be > 0")
+        if self.size_step < 0 or self.size_step % self.generator.size_multiple:
+            problems.append(f"size step must be 0 or a multiple of {self.generator.size_multiple}")
         if problems:
             raise ConfigError("invalid training config: " + "; ".join(problems))
 
@@ -147,6 +153,9 @@ class RunOptions:
     amp: bool = False  # bf16 autocast
     channels_last: bool = False
     cudnn: bool = False
+    # Replay each (output size, step kind) as a CUDA graph after its first capture: removes
+    # the per-kernel host overhead that bounds a batch-1 step (ingan/train/cuda_graphs.py).
+    cuda_graphs: bool = False
     save_every: int = 1000
     monitor_every: int = 1000
     time_budget: float | None = None  # seconds of wall clock for this invocation

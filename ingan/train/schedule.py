@@ -33,15 +33,29 @@ def scale_range(iteration: int, config: TrainConfig) -> tuple[float, float]:
 def sample_output_size(
     iteration: int, crop_hw: tuple[int, int], config: TrainConfig, generator: torch.Generator
 ) -> tuple[int, int]:
-    """crop * U(lo, hi) per axis, rounded up to the architecture's multiple."""
+    """crop * U(lo, hi) per axis, rounded up to the architecture's multiple (then snapped
+    to `size_step` when the config sets one)."""
     lo, hi = scale_range(iteration, config)
     u = torch.rand(2, generator=generator).tolist()
     m = config.generator.size_multiple
     height, width = (
-        max(round_up(math.ceil(side * (lo + (hi - lo) * ui)), m), config.generator.min_size)
+        snap_side(max(round_up(math.ceil(side * (lo + (hi - lo) * ui)), m), config.generator.min_size), config)
         for side, ui in zip(crop_hw, u)
     )
     return height, width
+
+
+def snap_side(side: int, config: TrainConfig) -> int:
+    """Nearest multiple of config.size_step, never below one step or the generator's
+    minimum; unchanged when size_step is 0. Ties go to the even multiple, so snapping
+    adds no bias to the mean size."""
+    step = config.size_step
+    if step <= 0:
+        return side
+    quotient, remainder = divmod(side, step)
+    if 2 * remainder > step or (2 * remainder == step and quotient % 2):
+        quotient += 1
+    return max(step * quotient, step, config.generator.min_size)
 
 
 def sample_shifts(iteration: int, config: TrainConfig, generator: torch.Generator) -> tuple[float, float] | None:

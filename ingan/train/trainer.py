@@ -57,6 +57,26 @@ def tensor_to_image(t: torch.Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).cpu().numpy()
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """The host-side draws of one iteration (crop corner, output size, shifts, weights)."""
+
+    iteration: int
+    top: int
+    left: int
+    crop_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    shifts: tuple[float, float] | None
+    weights: tuple[float, ...]  # D's per-scale mixing weights for this output size
+    inverse: bool  # the extra inverse-reconstruction G step runs
+
+
+def homography_pair(shifts: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and inverse top-shift homographies as float32 (3, 3) arrays."""
+    h = top_shift_homography(*shifts)
+    return h.astype(np.float32), np.linalg.inv(h).astype(np.float32)
+
+
 @dataclass
 class StepLosses:
     g_gan: float
@@ -113,6 +133,18 @@ class Trainer:
         self.iteration = 0
         self.wall_time = 0.0  # seconds spent in step() over all runs of this checkpoint
         self.last_losses: StepLosses | None = None
+        self._pending: tuple[torch.Tensor, ...] = ()
+        self._graphs: Any = None  # CudaGraphSteps when options.cuda_graphs
+
+        if self.options.cuda_graphs:
+            from ingan.train.cuda_graphs import CudaGraphSteps
+
+            self._graphs = CudaGraphSteps(self)
+
+    @property
+    def graph_stats(self) -> dict[str, int] | None:
+        """Captures, replays and eager steps so far when CUDA graphs are on."""
+        return None if self._graphs is None else self._graphs.stats()
 
     # ------------------------------------------------------------------ helpers
     def _to_device_image(self, pixels: np.ndarray) -> torch.Tensor:
@@ -125,54 +157,97 @@ class Trainer:
         if self.use_cuda:
             stack.enter_context(torch.backends.cudnn.flags(enabled=self.options.cudnn))
         if self.amp:
-            stack.enter_context(torch.autocast(device_type=self.device.type, dtype=torch.bfloat16))
+            # No weight-cast cache under CUDA graphs: cached casts would be graph-private tensors.
+            stack.enter_context(torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                                               cache_enabled=self._graphs is None))
         return stack
 
     def _noise_like(self, x: torch.Tensor) -> torch.Tensor:
         return (torch.rand_like(x) - 0.5) * (2.0 * self.config.noise)
 
-    def _random_crop(self) -> torch.Tensor:
+    def _crop_corner(self) -> tuple[int, int]:
         _, _, h, w = self.image.shape
         c = self.config.crop_size
         top = int(torch.randint(0, h - c + 1, (1,), generator=self.data_rng))
         left = int(torch.randint(0, w - c + 1, (1,), generator=self.data_rng))
-        return self.image[:, :, top : top + c, left : left + c]
+        return top, left
+
+    def crop(self, top: int, left: int) -> torch.Tensor:
+        """A dense copy of the crop: the same layout as the CUDA-graph input buffer, so
+        both paths run identical kernels (and CPU random draws; a strided view differs)."""
+        c = self.config.crop_size
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return self.image[:, :, top : top + c, left : left + c].contiguous(memory_format=fmt)
 
     def _homographies(self, shifts: tuple[float, float] | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if shifts is None:
             return None, None
-        h = top_shift_homography(*shifts)
-        fwd = torch.tensor(h, dtype=torch.float32, device=self.device).unsqueeze(0)
-        inv = torch.tensor(np.linalg.inv(h), dtype=torch.float32, device=self.device).unsqueeze(0)
-        return fwd, inv
+        fwd, inv = homography_pair(shifts)
+        return (torch.from_numpy(fwd).to(self.device).unsqueeze(0),
+                torch.from_numpy(inv).to(self.device).unsqueeze(0))
 
     def _set_lr(self) -> None:
         factor = lr_factor(self.iteration, self.config)
-        for group in self.opt_g.param_groups:
-            group["lr"] = self.config.g_lr * factor
-        for group in self.opt_d.param_groups:
-            group["lr"] = self.config.d_lr * factor
+        for opt, base in ((self.opt_g, self.config.g_lr), (self.opt_d, self.config.d_lr)):
+            for group in opt.param_groups:
+                if isinstance(group["lr"], torch.Tensor):  # capturable optimisers (CUDA graphs)
+                    group["lr"].fill_(base * factor)
+                else:
+                    group["lr"] = base * factor
 
     # --------------------------------------------------------------------- step
-    def step(self) -> StepLosses:
-        """One iteration: a G step, the extra inverse step (late), then a D step."""
-        started = time.perf_counter()
+    def plan(self) -> StepPlan:
+        """Everything random or scheduled about the next iteration, drawn on the host."""
         cfg = self.config
         it = self.iteration
-        self._set_lr()
-        real = self._random_crop()
-        crop_hw = (real.shape[2], real.shape[3])
+        top, left = self._crop_corner()
+        crop_hw = (cfg.crop_size, cfg.crop_size)
         out_hw = sample_output_size(it, crop_hw, cfg, self.data_rng)
-        fwd_h, inv_h = self._homographies(sample_shifts(it, cfg, self.data_rng))
+        shifts = sample_shifts(it, cfg, self.data_rng)
+        weights = tuple(scale_weights(it, min(out_hw), cfg.discriminator, cfg.scale_weights_even_at))
+        return StepPlan(it, top, left, crop_hw, out_hw, shifts, weights, it > cfg.inverse_start)
+
+    def step(self) -> tuple[torch.Tensor, ...]:
+        """One iteration: a G step, the extra inverse step (late), then a D step."""
+        started = time.perf_counter()
+        self._set_lr()
+        plan = self.plan()
+        if self._graphs is not None:
+            self._pending = self._graphs.run(plan)
+        else:
+            fwd_h, inv_h = self._homographies(plan.shifts)
+            self._pending = self.compute_step(self.crop(plan.top, plan.left), plan, list(plan.weights),
+                                              fwd_h, inv_h)
+        self.iteration += 1
+        self.wall_time += time.perf_counter() - started
+        return self._pending
+
+    def compute_step(
+        self,
+        real: torch.Tensor,
+        plan: StepPlan,
+        weights: list[float] | torch.Tensor,
+        fwd_h: torch.Tensor | None,
+        inv_h: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, ...]:
+        """The maths of one iteration on given inputs; returns the five loss tensors.
+
+        Gradients are zeroed in place, never freed, as the original's PyTorch 0.4-era
+        zero_grad() did: Adam then keeps moving (by momentum) the discriminator scales a
+        small output did not use, as in the original; and every tensor the step writes
+        keeps its address, which CUDA graph capture and replay need.
+        """
+        cfg = self.config
+        out_hw, crop_hw = plan.out_hw, plan.crop_hw
+        free_grads = False
 
         # --- generator: fool D, and map back to the input (round trip).
         self.D.requires_grad_(False)
-        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_g.zero_grad(set_to_none=free_grads)
         # cached(): each spectral-normalised weight is computed (one power iteration) once
         # per step instead of once per forward call; on a GPU these tiny kernels dominate.
         with self._autocast(), parametrize.cached():
             fake = self.G(real + self._noise_like(real), out_hw, fwd_h)
-            weights = scale_weights(it, min(out_hw), cfg.discriminator, cfg.scale_weights_even_at)
             d_on_fake = self.D(fake, weights).float()
             rec = self.G(fake, crop_hw, inv_h).float()
         g_gan = F.mse_loss(d_on_fake, torch.ones_like(d_on_fake))
@@ -181,9 +256,9 @@ class Trainer:
         self.opt_g.step()
 
         g_inverse = torch.zeros((), device=self.device)
-        if it > cfg.inverse_start:
+        if plan.inverse:
             # Trains only the inverse direction: the forward output is detached.
-            self.opt_g.zero_grad(set_to_none=True)
+            self.opt_g.zero_grad(set_to_none=free_grads)
             with self._autocast():
                 inverse = self.G(fake.detach(), crop_hw, inv_h).float()
             g_inverse = F.l1_loss(inverse, real.float()) * cfg.inverse_weight
@@ -192,7 +267,7 @@ class Trainer:
 
         # --- discriminator: real crops -> 1, generated -> 0, same scale weights.
         self.D.requires_grad_(True)
-        self.opt_d.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=free_grads)
         with self._autocast(), parametrize.cached():
             d_real = self.D(real + self._noise_like(real), weights).float()
             fake_in = fake.detach()
@@ -201,11 +276,7 @@ class Trainer:
         d_loss_fake = F.mse_loss(d_fake, torch.zeros_like(d_fake))
         (0.5 * (d_loss_real + d_loss_fake)).backward()
         self.opt_d.step()
-
-        self.iteration += 1
-        self._pending = (g_gan.detach(), g_rec.detach(), g_inverse.detach(), d_loss_real.detach(), d_loss_fake.detach())
-        self.wall_time += time.perf_counter() - started
-        return self._pending  # type: ignore[return-value]
+        return (g_gan.detach(), g_rec.detach(), g_inverse.detach(), d_loss_real.detach(), d_loss_fake.detach())
 
     def losses(self) -> StepLosses:
         """Losses of the last step as floats (a device sync on CUDA: call sparingly)."""
@@ -252,8 +323,8 @@ class Trainer:
             "scale_range": [lo, hi],
             "wall_time": float(self.wall_time),
             "discriminator": _cpu_state(self.D.state_dict()),
-            "optimizer_g": self.opt_g.state_dict(),
-            "optimizer_d": self.opt_d.state_dict(),
+            "optimizer_g": _portable_optimizer_state(self.opt_g),
+            "optimizer_d": _portable_optimizer_state(self.opt_d),
             "rng": rng,
         }
         if self.last_losses is not None:
@@ -307,6 +378,22 @@ class Trainer:
         if "losses" in payload:
             trainer.last_losses = StepLosses(**payload["losses"])
         return trainer
+
+
+def _portable_optimizer_state(opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """state_dict with plain-float learning rates and capturable off, as an eager run
+    writes it: a checkpoint from a CUDA-graph run then resumes anywhere (the graph mode
+    switches both back on when it loads)."""
+    state = opt.state_dict()
+    groups = []
+    for group in state["param_groups"]:
+        group = dict(group)
+        if isinstance(group.get("lr"), torch.Tensor):
+            group["lr"] = float(group["lr"])
+        if "capturable" in group:
+            group["capturable"] = False
+        groups.append(group)
+    return {**state, "param_groups": groups}
 
 
 def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

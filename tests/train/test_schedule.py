@@ -55,3 +55,27 @@ def test_rescaled_schedule_keeps_milestone_fractions():
     assert cfg.scale_weights_even_at == 2_500
     assert lr_factor(7_500, cfg) == pytest.approx(0.0)
     assert PRESETS["paper"].rescaled(20).iters == 20
+
+
+def test_size_step_snaps_sizes_and_keeps_the_range():
+    cfg = PRESETS["paper"].with_overrides(size_step=32)
+    rng = torch.Generator().manual_seed(0)
+    sizes = [sample_output_size(20_000, (256, 256), cfg, rng) for _ in range(2000)]
+    sides = {s for hw in sizes for s in hw}
+    assert all(s % 32 == 0 for s in sides)
+    # Nearest-multiple snapping keeps both ends of [0.15, 2.25] x 256 = [38, 576] reachable.
+    assert min(sides) == 32 and max(sides) == 576
+    assert len(set(sizes)) <= 18 * 18
+    # Unbiased: the mean side stays that of the unsnapped distribution (~ 1.2 x 256).
+    unsnapped = PRESETS["paper"]
+    rng = torch.Generator().manual_seed(0)
+    plain = [s for _ in range(2000) for s in sample_output_size(20_000, (256, 256), unsnapped, rng)]
+    assert abs(sum(s for hw in sizes for s in hw) / 4000 - sum(plain) / 4000) < 2
+
+
+def test_size_step_must_be_a_multiple_of_the_architecture():
+    from ingan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="size step must be 0 or a multiple of 8"):
+        PRESETS["paper"].with_overrides(size_step=12)
+    assert PRESETS["paper"].size_step == 0  # the paper's sampling by default

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ingan.model.checkpoint import FORMAT_VERSION, load_checkpoint
+from clitest import one_line_error
 from ingan.train.cli import main
 
 TINY = ["--preset", "quick", "--crop-size", "32", "--base-channels", "4", "--device", "cpu"]
@@ -200,3 +201,19 @@ def test_init_from_a_serving_checkpoint(tmp_path, image_file):
     mismatch = run(image_file, *TINY[:-4], "--base-channels", "8", "--device", "cpu", "--iters", "1",
                    "--init-from", serving, "-o", tmp_path / "third")
     assert mismatch.exit_code == 1 and "pass matching --preset/--base-channels" in mismatch.output
+
+
+def test_cuda_graphs_need_cuda(tmp_path, image_file):
+    result = run(image_file, *TINY, "--cuda-graphs", "-o", tmp_path / "o")
+    one_line_error(result, "CUDA graphs need a CUDA device, this run is on cpu; drop --cuda-graphs")
+    assert not (tmp_path / "o" / "ckpt.pt").exists()
+
+
+def test_size_step_is_validated_and_fixed_on_resume(tmp_path, image_file):
+    one_line_error(run(image_file, *TINY, "--size-step", "12", "-o", tmp_path / "a"),
+                   "size step must be 0 or a multiple of 8")
+    out = tmp_path / "b"
+    assert run(image_file, *TINY, "--size-step", "16", "--iters", "2", "-o", out, "-q").exit_code == 0
+    assert load_checkpoint(out / "ckpt.pt").payload["train_config"]["size_step"] == 16
+    result = run("--resume", out / "ckpt.pt", "--size-step", "8", "--iters", "3")
+    assert result.exit_code == 2 and "--size-step cannot change on --resume" in result.output

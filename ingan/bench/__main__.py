@@ -1,0 +1,3 @@
+from ingan.bench.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from ingan.quality.cli import main
+
+main()
