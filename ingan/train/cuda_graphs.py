@@ -75,13 +75,11 @@ class StaticStepInputs:
         from ingan.train.trainer import homography_pair
 
         self.real.copy_(self.trainer.crop(plan.top, plan.left))
-        # Pageable host->device copies: the host data is staged before copy_ returns, so
-        # the next step may build new host tensors without racing this one.
-        self.weights[: len(plan.weights)].copy_(torch.tensor(plan.weights, dtype=torch.float32))
+        _upload(self.weights[: len(plan.weights)], torch.tensor(plan.weights, dtype=torch.float32))
         if plan.shifts is not None:
             fwd, inv = homography_pair(plan.shifts)
-            self.fwd_h.copy_(torch.from_numpy(fwd).unsqueeze(0))
-            self.inv_h.copy_(torch.from_numpy(inv).unsqueeze(0))
+            _upload(self.fwd_h, torch.from_numpy(fwd).unsqueeze(0))
+            _upload(self.inv_h, torch.from_numpy(inv).unsqueeze(0))
 
     def compute(self, plan: "StepPlan") -> torch.Tensor:
         """Trainer.compute_step on the buffers (graph-safe); the five losses stacked."""
@@ -90,6 +88,20 @@ class StaticStepInputs:
             self.real, plan, self.weights[: len(plan.weights)],
             self.fwd_h if has_h else None, self.inv_h if has_h else None,
         ))
+
+
+def _upload(target: torch.Tensor, host: torch.Tensor) -> None:
+    """Host values into a device buffer without a host-GPU sync on CUDA.
+
+    A blocking copy_ from pageable memory waits for the stream to drain, i.e. for the
+    previous step, so the host could no longer prepare a step while the GPU runs one.
+    Pinned + non_blocking is safe here: torch's pinned-memory cache keeps the block until
+    the copy has run, however soon `host` is dropped.
+    """
+    if target.device.type == "cuda":
+        target.copy_(host.pin_memory(), non_blocking=True)
+    else:
+        target.copy_(host)
 
 
 class CudaGraphSteps:
