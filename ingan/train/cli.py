@@ -202,6 +202,9 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
         )
         if cfg.preset == "quick":
             notice("quick preset: a smoke test, not a quality mode (it does not beat a bicubic stretch)")
+        if options.cuda_graphs and cfg.size_step in (0, cfg.generator.size_multiple):
+            notice(f"this run samples output sizes in steps of {cfg.generator.size_multiple} px (thousands of "
+                   "shapes), so CUDA graphs will rarely be reused; start new runs with --size-step 32")
 
     stop = {"reason": None}
     started = time.monotonic()
