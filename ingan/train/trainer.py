@@ -239,11 +239,10 @@ class Trainer:
         """
         cfg = self.config
         out_hw, crop_hw = plan.out_hw, plan.crop_hw
-        free_grads = False
 
         # --- generator: fool D, and map back to the input (round trip).
         self.D.requires_grad_(False)
-        self.opt_g.zero_grad(set_to_none=free_grads)
+        self.opt_g.zero_grad(set_to_none=False)
         # cached(): each spectral-normalised weight is computed (one power iteration) once
         # per step instead of once per forward call; on a GPU these tiny kernels dominate.
         with self._autocast(), parametrize.cached():
@@ -258,7 +257,7 @@ class Trainer:
         g_inverse = torch.zeros((), device=self.device)
         if plan.inverse:
             # Trains only the inverse direction: the forward output is detached.
-            self.opt_g.zero_grad(set_to_none=free_grads)
+            self.opt_g.zero_grad(set_to_none=False)
             with self._autocast():
                 inverse = self.G(fake.detach(), crop_hw, inv_h).float()
             g_inverse = F.l1_loss(inverse, real.float()) * cfg.inverse_weight
@@ -267,7 +266,7 @@ class Trainer:
 
         # --- discriminator: real crops -> 1, generated -> 0, same scale weights.
         self.D.requires_grad_(True)
-        self.opt_d.zero_grad(set_to_none=free_grads)
+        self.opt_d.zero_grad(set_to_none=False)
         with self._autocast(), parametrize.cached():
             d_real = self.D(real + self._noise_like(real), weights).float()
             fake_in = fake.detach()
