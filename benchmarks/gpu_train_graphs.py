@@ -36,7 +36,12 @@ from gpu_train_example import REPO, environment, log, split  # same folder: on s
 sys.path.insert(0, str(REPO))
 
 GRAPH_SIZE_STEP = 32
-EVAL_SIZES = "768x320,192x320"  # 2x wider and 0.5x narrower than the 384x320 example
+
+
+def eval_sizes(image_hw: tuple[int, int]) -> str:
+    """2x wider and 0.5x narrower than the image (768x320,192x320 for the example)."""
+    h, w = image_hw
+    return f"{2 * w}x{h},{max(w // 2, 16)}x{h}"
 
 
 def run_train_tests(timeout: float) -> dict:
@@ -52,7 +57,8 @@ def run_train_tests(timeout: float) -> dict:
             "seconds": round(time.monotonic() - started, 1)}
 
 
-def probe(image, preset: str, device: str, graphs: bool, cudnn: bool, steps: int, probe_step: int) -> dict:
+def probe(image, preset: str, device: str, graphs: bool, cudnn: bool, steps: int, probe_step: int,
+          crop_size: int | None) -> dict:
     """Steady-state it/s past the curriculum. With graphs, sizes are snapped to
     `probe_step` so the few shapes are all captured before the timed steps."""
     import torch
@@ -60,7 +66,7 @@ def probe(image, preset: str, device: str, graphs: bool, cudnn: bool, steps: int
     from ingan.train.config import PRESETS, RunOptions
     from ingan.train.trainer import Trainer
 
-    config = PRESETS[preset].with_overrides(size_step=probe_step if graphs else None)
+    config = PRESETS[preset].with_overrides(size_step=probe_step if graphs else None, crop_size=crop_size)
     row: dict = {"cuda_graphs": graphs, "cudnn": cudnn, "size_step": config.size_step}
     try:
         trainer = Trainer(image, config, RunOptions(device=device, cudnn=cudnn, cuda_graphs=graphs))
@@ -111,6 +117,8 @@ def main() -> int:
     parser.add_argument("--probe-steps", type=int, default=30)
     parser.add_argument("--probe-size-step", type=int, default=128, help="size step of the graph probes (few shapes)")
     parser.add_argument("--image", type=Path, default=REPO / "examples/hubble/hubble_xdf.png")
+    parser.add_argument("--crop-size", type=int, help="override the preset's crop (smoke tests)")
+    parser.add_argument("--iters", type=int, help="fixed iteration count instead of the speed-based estimate")
     parser.add_argument("--init-from", type=Path, default=REPO / "examples/hubble/ckpt.pt",
                         help="warm start (same architecture); 'none' to start from scratch")
     parser.add_argument("--reserve-seconds", type=float, default=75.0, help="kept for eval, saving and copying")
@@ -132,7 +140,8 @@ def main() -> int:
     image = load_image(args.image).pixels
     cuda = args.device != "cpu"
     variants = [(False, False)] + ([(True, True), (True, False)] if cuda else [])
-    rows = [probe(image, args.preset, args.device, g, c, args.probe_steps, args.probe_size_step) for g, c in variants]
+    rows = [probe(image, args.preset, args.device, g, c, args.probe_steps, args.probe_size_step, args.crop_size)
+            for g, c in variants]
     summary["speed_probe"] = rows
     best = max(rows, key=lambda r: r["it_per_s"])
     if best["it_per_s"] <= 0:
@@ -144,7 +153,7 @@ def main() -> int:
     capture_cost = 0.0
     if best["cuda_graphs"]:
         capture_cost = 324 * (best.get("capture_s_per_graph") or 0.3) + 324 / max(rows[0]["it_per_s"], 0.5) * 0.1
-    iters = max(20, int(rate * max(train_seconds - 15 - capture_cost, 5) * 0.9) // 100 * 100)
+    iters = args.iters or max(20, int(rate * max(train_seconds - 15 - capture_cost, 5) * 0.9) // 100 * 100)
     run_dir = Path("/tmp/ingan_graph_run") if cuda else args.out_dir / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     every = max(iters // 4, 1)
@@ -154,6 +163,8 @@ def main() -> int:
            "--save-every", str(every), "--monitor-every", str(every), "-o", str(run_dir)]
     if best["cuda_graphs"]:
         cmd += ["--cuda-graphs", "--size-step", str(GRAPH_SIZE_STEP)]
+    if args.crop_size:
+        cmd += ["--crop-size", str(args.crop_size)]
     if str(args.init_from).lower() != "none":
         cmd += ["--init-from", str(args.init_from)]
     summary["train_command"] = " ".join(["ingan-train", *cmd[3:]])
@@ -179,7 +190,7 @@ def main() -> int:
         shutil.copy(monitors[-1], args.out_dir / "monitor_final.png")
 
     quality_dir = args.out_dir / "quality"
-    eval_cmd = [sys.executable, "-m", "ingan.quality", str(slim), "--sizes", EVAL_SIZES,
+    eval_cmd = [sys.executable, "-m", "ingan.quality", str(slim), "--sizes", eval_sizes(ckpt.image.shape[:2]),
                 "--device", "cuda" if cuda else "cpu", "-o", str(quality_dir), "-q"]
     remaining = deadline - time.monotonic()
     try:
