@@ -47,6 +47,8 @@ _SCHEMA: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "optimizer_g": (dict, False),
     "optimizer_d": (dict, False),
     "rng": (dict, False),
+    # Earlier runs this generator was warm-started from (--init-from), oldest first.
+    "lineage": (list, False),
 }
 TRAINING_STATE_KEYS = ("discriminator", "optimizer_g", "optimizer_d", "rng")
 

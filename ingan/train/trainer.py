@@ -134,6 +134,7 @@ class Trainer:
         self.wall_time = 0.0  # seconds spent in step() over all runs of this checkpoint
         self.last_losses: StepLosses | None = None
         self._pending: tuple[torch.Tensor, ...] = ()
+        self.lineage: list[dict[str, Any]] = []  # warm starts this generator came from
         self._graphs: Any = None  # CudaGraphSteps when options.cuda_graphs
 
         if self.options.cuda_graphs:
@@ -328,6 +329,8 @@ class Trainer:
         }
         if self.last_losses is not None:
             payload["losses"] = asdict(self.last_losses)
+        if self.lineage:
+            payload["lineage"] = list(self.lineage)
         return payload
 
     def init_generator_from(self, ckpt: Checkpoint) -> None:
@@ -341,6 +344,14 @@ class Trainer:
             self.G.load_state_dict(ckpt.payload["generator"])
         except (RuntimeError, KeyError) as exc:
             raise CheckpointError(f"'{ckpt.path}': generator weights do not fit ({exc})") from None
+        from ingan.metadata import sha256_of
+
+        source = ckpt.payload.get("train_config", {})
+        self.lineage = [*ckpt.payload.get("lineage", []), {
+            "path": str(ckpt.path), "sha256": sha256_of(ckpt.path), "iteration": ckpt.iteration,
+            "wall_time": float(ckpt.payload.get("wall_time", 0.0)), "preset": source.get("preset"),
+            "crop_size": source.get("crop_size"), "iters": source.get("iters"),
+        }]
 
     def save(self, path: str | Path) -> Path:
         return save_checkpoint(path, self.state())
@@ -376,6 +387,7 @@ class Trainer:
         trainer.wall_time = float(payload["wall_time"])
         if "losses" in payload:
             trainer.last_losses = StepLosses(**payload["losses"])
+        trainer.lineage = list(payload.get("lineage", []))
         return trainer
 
 

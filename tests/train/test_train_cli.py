@@ -196,7 +196,18 @@ def test_init_from_a_serving_checkpoint(tmp_path, image_file):
     second = tmp_path / "second"
     result = run(image_file, *TINY, "--iters", "1", "--init-from", serving, "-o", second)
     assert result.exit_code == 0 and "starting from the generator of" in result.output
-    assert load_checkpoint(second / "ckpt.pt").iteration == 1
+    warm = load_checkpoint(second / "ckpt.pt")
+    assert warm.iteration == 1
+    # Provenance: the warm start is recorded, survives slimming and chains.
+    from ingan.metadata import sha256_of
+
+    (record,) = warm.payload["lineage"]
+    assert record["iteration"] == 2 and record["sha256"] == sha256_of(serving) and record["crop_size"] == 32
+    third_serving = save_checkpoint(tmp_path / "serving2.pt", slim_payload(warm.payload))
+    assert run(image_file, *TINY, "--iters", "1", "--init-from", third_serving, "-o", tmp_path / "chain",
+               "-q").exit_code == 0
+    chain = load_checkpoint(tmp_path / "chain" / "ckpt.pt").payload["lineage"]
+    assert [r["iteration"] for r in chain] == [2, 1]
 
     mismatch = run(image_file, *TINY[:-4], "--base-channels", "8", "--device", "cpu", "--iters", "1",
                    "--init-from", serving, "-o", tmp_path / "third")
