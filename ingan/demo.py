@@ -97,7 +97,8 @@ def _demo(out: Path, checkpoint: Path | None, train: bool, no_bench: bool, sweep
                            "preset": ckpt.payload["train_config"].get("preset"),
                            "train_wall_time_s": round(float(ckpt.payload["wall_time"]), 1),
                            "image": ckpt.payload["image_name"], "image_size": format_size((h, w)),
-                           "scale_range": [round(v, 3) for v in ckpt.scale_range]}
+                           "scale_range": [round(v, 3) for v in ckpt.scale_range],
+                           "lineage": list(ckpt.payload.get("lineage", []))}
 
     # 2. export
     from ingan.export.pipeline import ExportOptions, export_checkpoint
@@ -181,7 +182,9 @@ def _write_index(out: Path, facts: dict[str, Any], wide: tuple[int, int], narrow
         "",
         f"Checkpoint `{ck['path']}`: preset `{ck['preset']}`, {ck['iteration']:,} iterations, "
         f"{format_duration(ck['train_wall_time_s'])} of training, image `{ck['image']}` ({ck['image_size']}), "
-        f"trained output scales {ck['scale_range'][0]:g}-{ck['scale_range'][1]:g}.",
+        f"trained output scales {ck['scale_range'][0]:g}-{ck['scale_range'][1]:g}."
+        + "".join(f" Warm-started from `{r.get('path')}` ({r.get('iteration', 0):,} iterations, preset "
+                  f"`{r.get('preset')}`, crop {r.get('crop_size')})." for r in reversed(ck["lineage"])),
         "",
         "## Retargets (ONNX Runtime, " + facts.get("runtime", "?") + ")",
         "",
