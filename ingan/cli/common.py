@@ -104,17 +104,10 @@ class SizeListParam(click.ParamType):
     name = "WxH[,WxH...]"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> list[tuple[int, int]]:
-        from ingan.sizes import parse_size
-
         if isinstance(value, list):
             return value
         items = [item for item in str(value).split(",") if item.strip()]
         if not items:
             self.fail("give at least one size, e.g. 640x360", param, ctx)
-        sizes = []
-        for item in items:
-            try:
-                sizes.append(parse_size(item))
-            except ValueError as exc:
-                self.fail(str(exc), param, ctx)
-        return sizes
+        one = SizeParam()
+        return [one.convert(item, param, ctx) for item in items]

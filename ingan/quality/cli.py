@@ -6,11 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-
 import click
 
 from ingan.cli.common import SizeListParam, setup_logging, user_errors
-
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
