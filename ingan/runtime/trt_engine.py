@@ -76,7 +76,7 @@ def _error_name(err: Any) -> str:
     return str(getattr(err, "name", err))
 
 
-def _check(result: Any, what: str) -> Any:
+def check_cuda(result: Any, what: str) -> Any:
     """Unpack cuda-python's `(err, *values)` tuple; raise CudaError naming the error.
 
     Returns None, the single value, or a tuple of values.
@@ -90,9 +90,6 @@ def _check(result: Any, what: str) -> Any:
     if not values:
         return None
     return values[0] if len(values) == 1 else values
-
-
-check_cuda = _check  # the public name, for callers outside this module (backends.trt, ingan.bench)
 
 
 def cuda_device_status() -> tuple[bool, str]:
@@ -113,8 +110,8 @@ def cuda_device_info() -> tuple[str, str]:
     cudart = import_cudart()
     if cudart is None:
         raise MissingDependencyError("cuda-python", "gpu", "Querying the GPU")
-    device = _check(cudart.cudaGetDevice(), "cudaGetDevice")
-    props = _check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+    device = check_cuda(cudart.cudaGetDevice(), "cudaGetDevice")
+    props = check_cuda(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
     name = props.name
     if isinstance(name, (bytes, bytearray)):
         name = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -420,7 +417,7 @@ class TrtEngineSession:
         if context is None:
             raise EngineLoadError(f"TensorRT could not create an execution context: {_errors_text(self._logger)}")
         self._context = context
-        self._stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._stream = check_cuda(cudart.cudaStreamCreate(), "cudaStreamCreate")
         self._stream_int = _stream_handle(self._stream)
 
         # Size every buffer once, at the profile maximum (the way TensorRT's samples do:
@@ -442,7 +439,7 @@ class TrtEngineSession:
     def _alloc(self, name: str, shape: Sequence[int], dtype: np.dtype) -> tuple[int, int, np.ndarray]:
         """Device buffer + pinned host staging buffer (pinned: truly async copies)."""
         nbytes = max(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, 1)
-        device_ptr = _check(self._cudart.cudaMalloc(nbytes), f"cudaMalloc({name}, {nbytes} bytes)")
+        device_ptr = check_cuda(self._cudart.cudaMalloc(nbytes), f"cudaMalloc({name}, {nbytes} bytes)")
         self._device_ptrs.append(device_ptr)
         _host_ptr, host = self._pinned(nbytes, name)
         return device_ptr, nbytes, host
@@ -450,7 +447,7 @@ class TrtEngineSession:
     def _pinned(self, nbytes: int, name: str, dtype: np.dtype | None = None,
                 owned: bool = True) -> tuple[int, np.ndarray]:
         """Pinned host memory as a numpy view; freed by close() when `owned`."""
-        host_ptr = _check(self._cudart.cudaMallocHost(nbytes), f"cudaMallocHost({name}, {nbytes} bytes)")
+        host_ptr = check_cuda(self._cudart.cudaMallocHost(nbytes), f"cudaMallocHost({name}, {nbytes} bytes)")
         if owned:
             self._host_ptrs.append(host_ptr)
         view = np.frombuffer((ctypes.c_ubyte * nbytes).from_address(host_ptr), dtype=np.uint8)
@@ -608,7 +605,7 @@ class TrtEngineSession:
                 enqueue_s = self._submit(request.inputs, events, context=self._context)
             self._tickets += 1
             out_ptr, _out_capacity, out_host = self._bufs[OUTPUT_NAME]
-            _check(
+            check_cuda(
                 cudart.cudaMemcpyAsync(
                     out_host.ctypes.data, out_ptr, out_nbytes,
                     cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream,
@@ -624,7 +621,7 @@ class TrtEngineSession:
             self._check_open()
             if enqueued.ticket != self._tickets:
                 raise InganError("a later enqueue overwrote this output; fetch each request before the next enqueue")
-            _check(self._cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+            check_cuda(self._cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
             out_nbytes = self._output_nbytes(enqueued.output_shape)
             out_host = self._bufs[OUTPUT_NAME][2]
             # Copy out of the pinned buffer: the next enqueue overwrites it.
@@ -680,7 +677,7 @@ class TrtEngineSession:
             staged.append((name, device_ptr, host.ctypes.data, array.nbytes))
         self._record(events, 0)
         for name, device_ptr, host_ptr, nbytes in staged:
-            _check(
+            check_cuda(
                 cudart.cudaMemcpyAsync(
                     device_ptr, host_ptr, nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream
                 ),
@@ -689,7 +686,7 @@ class TrtEngineSession:
         self._record(events, 1)
         started = time.perf_counter()
         if graph is not None:
-            _check(cudart.cudaGraphLaunch(graph.graph_exec, self._stream), "cudaGraphLaunch")
+            check_cuda(cudart.cudaGraphLaunch(graph.graph_exec, self._stream), "cudaGraphLaunch")
         else:
             self._enqueue(context)
         enqueue_s = time.perf_counter() - started
@@ -698,7 +695,7 @@ class TrtEngineSession:
 
     def _record(self, events: Sequence[Any] | None, index: int) -> None:
         if events is not None:
-            _check(self._cudart.cudaEventRecord(events[index], self._stream), "cudaEventRecord")
+            check_cuda(self._cudart.cudaEventRecord(events[index], self._stream), "cudaEventRecord")
 
     def _enqueue(self, context: Any) -> None:
         if not context.execute_async_v3(self._stream_int):
@@ -744,7 +741,7 @@ class TrtEngineSession:
             scratch_bytes = int(engine.device_memory_size_v2)
             scratch_ptr = 0
             if scratch_bytes > 0:
-                scratch_ptr = _check(
+                scratch_ptr = check_cuda(
                     cudart.cudaMalloc(scratch_bytes), f"cudaMalloc(graph scratch, {scratch_bytes} bytes)"
                 )
                 self._device_ptrs.append(scratch_ptr)
@@ -763,7 +760,7 @@ class TrtEngineSession:
             out_nbytes = self._output_nbytes(output_shape)
             # the normal run after the shape change; computes this output
             enqueue_s = self._submit(request.inputs, events, context=context)
-            _check(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+            check_cuda(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
             graph, graph_exec, why = self._capture(context)
             if graph_exec is None:
                 self._graph_capture_failed(key, why)
@@ -781,12 +778,12 @@ class TrtEngineSession:
             return output_shape, out_nbytes, enqueue_s
         finally:
             if entry is None:  # failed or not capturable: nothing keeps the context or its values
-                _check(cudart.cudaFreeHost(size_ptr), "cudaFreeHost")
+                check_cuda(cudart.cudaFreeHost(size_ptr), "cudaFreeHost")
 
     def _capture(self, context: Any) -> tuple[Any, Any, str]:
         """(graph, graph_exec, "") or (None, None, why) for one enqueue of `context`."""
         cudart = self._cudart
-        _check(
+        check_cuda(
             cudart.cudaStreamBeginCapture(
                 self._stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
             ),
@@ -837,7 +834,7 @@ class TrtEngineSession:
             (cudart.cudaFreeHost(entry.size_ptr), "cudaFreeHost"),
         ):
             try:
-                _check(result, what)
+                check_cuda(result, what)
             except CudaError as exc:
                 errors.append(str(exc))
         entry.context = None  # the context goes after its graph
@@ -859,7 +856,7 @@ class TrtEngineSession:
 
             def attempt(result: Any, what: str) -> None:
                 try:
-                    _check(result, what)
+                    check_cuda(result, what)
                 except CudaError as exc:
                     errors.append(str(exc))
 
