@@ -35,7 +35,19 @@ from gpu_train_example import REPO, environment, log, split  # same folder: on s
 
 sys.path.insert(0, str(REPO))
 
-GRAPH_SIZE_STEP = 32
+from ingan.train.cli import GRAPH_SIZE_STEP  # noqa: E402
+
+
+def graph_shapes(preset: str, crop_size: int | None) -> int:
+    """How many output shapes (hence CUDA graphs) a --cuda-graphs run of this preset meets."""
+    from ingan.train.config import PRESETS
+    from ingan.train.schedule import snap_side
+
+    config = PRESETS[preset].with_overrides(size_step=GRAPH_SIZE_STEP, crop_size=crop_size)
+    m = config.generator.size_multiple
+    low = max(int(config.crop_size * config.min_scale) // m * m, m)
+    sides = {snap_side(side, config) for side in range(low, int(config.crop_size * config.max_scale) + m, m)}
+    return len(sides) ** 2
 
 
 def eval_sizes(image_hw: tuple[int, int]) -> str:
@@ -78,7 +90,7 @@ def probe(image, preset: str, device: str, graphs: bool, cudnn: bool, steps: int
                 trainer.step()
                 stats = trainer.graph_stats
                 if stats["disabled_reason"] or (warm >= 12 and stats["captures"] and
-                                                trainer.graph_stats["replays"] >= 2 * stats["captures"]):
+                                                stats["replays"] >= 2 * stats["captures"]):
                     break
         else:
             for warm in range(1, 4):
@@ -149,10 +161,13 @@ def main() -> int:
 
     train_seconds = deadline - time.monotonic() - args.reserve_seconds
     rate = max(best["it_per_s"], 0.1)
-    # Graph runs first capture up to ~18x18 shapes (size step 32) at the measured cost each.
+    # A graph run captures every output shape once (3 eager warm-up steps first), at the
+    # probe's measured cost per capture.
     capture_cost = 0.0
     if best["cuda_graphs"]:
-        capture_cost = 324 * (best.get("capture_s_per_graph") or 0.3) + 324 / max(rows[0]["it_per_s"], 0.5) * 0.1
+        shapes = graph_shapes(args.preset, args.crop_size)
+        capture_cost = shapes * (best.get("capture_s_per_graph") or 0.3) + 3 / max(rows[0]["it_per_s"], 0.5)
+        summary["graph_shapes"] = shapes
     iters = args.iters or max(20, int(rate * max(train_seconds - 15 - capture_cost, 5) * 0.9) // 100 * 100)
     run_dir = Path("/tmp/ingan_graph_run") if cuda else args.out_dir / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -162,7 +177,7 @@ def main() -> int:
            "--cudnn" if best["cudnn"] else "--no-cudnn",
            "--save-every", str(every), "--monitor-every", str(every), "-o", str(run_dir)]
     if best["cuda_graphs"]:
-        cmd += ["--cuda-graphs", "--size-step", str(GRAPH_SIZE_STEP)]
+        cmd += ["--cuda-graphs", "--size-step", str(GRAPH_SIZE_STEP)]  # the CLI's default, explicit here
     if args.crop_size:
         cmd += ["--crop-size", str(args.crop_size)]
     if str(args.init_from).lower() != "none":

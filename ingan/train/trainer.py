@@ -143,7 +143,7 @@ class Trainer:
             self._graphs = CudaGraphSteps(self)
 
     @property
-    def graph_stats(self) -> dict[str, int] | None:
+    def graph_stats(self) -> dict[str, Any] | None:
         """Captures, replays and eager steps so far when CUDA graphs are on."""
         return None if self._graphs is None else self._graphs.stats()
 
