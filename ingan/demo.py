@@ -139,7 +139,7 @@ def _demo(out: Path, checkpoint: Path | None, train: bool, no_bench: bool, sweep
     t = _step(4, "scoring patch-distribution quality against bicubic and centre crop")
     quality = evaluate(ckpt_path, [wide, narrow], out / "quality",
                        progress=lambda m: click.echo(f"      {m}", err=True))
-    facts["quality"] = quality.to_dict() if hasattr(quality, "to_dict") else {}
+    facts["quality"] = quality.to_dict()
     _done(t)
 
     # 5. benchmark
@@ -160,7 +160,10 @@ def _demo(out: Path, checkpoint: Path | None, train: bool, no_bench: bool, sweep
     # 6. index
     t = _step(6, "writing index.md")
     _write_index(out, facts, wide, narrow, no_bench)
-    (out / "demo.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
+    from ingan.fsutil import atomic_path
+
+    with atomic_path(out / "demo.json") as tmp:
+        tmp.write_text(json.dumps(facts, indent=2, default=str) + "\n")
     click.echo(f"demo finished in {format_duration(time.monotonic() - began)}: open {out / 'index.md'}")
 
 
