@@ -374,8 +374,8 @@ class Trainer:
         try:
             trainer.G.load_state_dict(payload["generator"])
             trainer.D.load_state_dict(payload["discriminator"])
-            trainer.opt_g.load_state_dict(payload["optimizer_g"])
-            trainer.opt_d.load_state_dict(payload["optimizer_d"])
+            load_optimizer_state(trainer.opt_g, payload["optimizer_g"], fused=trainer.use_cuda or None)
+            load_optimizer_state(trainer.opt_d, payload["optimizer_d"], fused=trainer.use_cuda or None)
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"'{ckpt.path}': training state does not match its config ({exc})") from None
         rng = payload["rng"]
@@ -389,6 +389,31 @@ class Trainer:
             trainer.last_losses = StepLosses(**payload["losses"])
         trainer.lineage = list(payload.get("lineage", []))
         return trainer
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, state: dict[str, Any], fused: bool | None) -> None:
+    """load_state_dict, keeping this run's device choices.
+
+    torch restores the saved groups' `fused`/`capturable` flags and places Adam's step
+    counters by them: a CPU-written state would run unfused on CUDA, and its CPU step
+    counters would trip capturable Adam (CUDA graphs), which needs them on the GPU.
+    """
+    opt.load_state_dict(state)
+    for group in opt.param_groups:
+        group["fused"] = fused
+    steps_to_param_device(opt)
+
+
+def steps_to_param_device(opt: torch.optim.Optimizer) -> None:
+    """Fused and capturable Adam keep each step counter on its parameter's device, as float32."""
+    for group in opt.param_groups:
+        if not (group.get("fused") or group.get("capturable")):
+            continue
+        for param in group["params"]:
+            state = opt.state.get(param, {})
+            step = state.get("step")
+            if isinstance(step, torch.Tensor) and (step.device != param.device or step.dtype != torch.float32):
+                state["step"] = step.to(device=param.device, dtype=torch.float32)
 
 
 def _portable_optimizer_state(opt: torch.optim.Optimizer) -> dict[str, Any]:

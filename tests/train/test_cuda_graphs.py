@@ -11,7 +11,7 @@ import torch
 
 from ingan.errors import DeviceError
 from ingan.model.layers import SpectralNorm, set_in_place_power_iteration
-from ingan.model.checkpoint import load_checkpoint
+from ingan.model.checkpoint import load_checkpoint, save_checkpoint
 from ingan.train.config import RunOptions
 from ingan.train.cuda_graphs import StaticStepInputs
 from ingan.train.trainer import Trainer
@@ -79,6 +79,42 @@ def test_checkpoint_optimizer_state_is_portable(tmp_path, image, tiny_config):
     resumed = Trainer.from_checkpoint(ckpt, CPU)
     resumed.step()
     assert all(math.isfinite(v) for v in vars(resumed.losses()).values())
+
+
+def test_resume_uses_this_runs_fused_setting_not_the_saved_one(tmp_path, image, tiny_config):
+    """torch's load_state_dict restores the saved `fused` flag; a CUDA-written state
+    (fused) resumed on CPU, or a CPU-written one on CUDA, must follow the new device."""
+    trainer = Trainer(image, tiny_config, CPU)
+    trainer.step()
+    payload = trainer.state()
+    for key in ("optimizer_g", "optimizer_d"):
+        payload[key]["param_groups"] = [{**g, "fused": True} for g in payload[key]["param_groups"]]
+        for per_param in payload[key]["state"].values():
+            per_param["step"] = per_param["step"].to(torch.float64)
+    resumed = Trainer.from_checkpoint(load_checkpoint(save_checkpoint(tmp_path / "ckpt.pt", payload)), CPU)
+    for opt in (resumed.opt_g, resumed.opt_d):
+        assert all(g["fused"] is None for g in opt.param_groups)
+        # fused on load: counters were placed as float32 on the parameter's device
+        assert all(s["step"].dtype == torch.float32 for s in opt.state.values())
+    resumed.step()
+    assert all(math.isfinite(v) for v in vars(resumed.losses()).values())
+
+
+@pytest.mark.cuda
+def test_cpu_written_checkpoint_resumes_with_graphs(tmp_path, image, tiny_config):
+    """A CPU run keeps Adam's step counters on the CPU; capturable Adam needs them on the GPU."""
+    config = tiny_config.with_overrides(iters=20, size_step=16)
+    cpu = Trainer(image, config, CPU)
+    for _ in range(3):
+        cpu.step()
+    ckpt = load_checkpoint(cpu.save(tmp_path / "ckpt.pt"))
+    resumed = Trainer.from_checkpoint(ckpt, RunOptions(device="cuda", cuda_graphs=True))
+    assert all(g["fused"] for g in resumed.opt_g.param_groups)
+    for _ in range(8):
+        resumed.step()
+    assert all(math.isfinite(v) for v in vars(resumed.losses()).values())
+    stats = resumed.graph_stats
+    assert stats["captures"] >= 1 and stats["disabled_reason"] is None, stats
 
 
 @pytest.mark.cuda
