@@ -37,8 +37,8 @@ CHECKPOINT_NAME = "ckpt.pt"
                    "checkpoint's folder with --resume]")
 @click.option("--iters", type=click.IntRange(min=1),
               help="Total iterations. A new run compresses/stretches the preset's whole schedule "
-                   "(curriculum, inverse step, lr decay) to fit; with --resume it extends the run "
-                   "and moves only the end of the lr decay.")
+                   "(curriculum, inverse step, lr decay) to fit; with --resume it extends the run: "
+                   "the lr decay re-opens to the new end, D's scale weights hold at the old end.")
 @click.option("--time-budget", type=Duration(), metavar="DURATION",
               help="Stop cleanly (and save) after this much wall-clock time, e.g. 90s, 30m, 2h. "
                    "Continue later with --resume.")

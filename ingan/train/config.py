@@ -43,6 +43,11 @@ class TrainConfig:
     noise: float = 1.0 / 255.0
     # D's per-scale weights are even at this iteration (coarse-heavy before, fine-heavy after).
     scale_weights_even_at: int = 25_000
+    # D's scale weights stop moving at this iteration (0: never). `--resume --iters` sets it
+    # to the run's original end, so an extended run keeps the schedule's final weighting
+    # (the paper ends at w_k ~ 1.4**(-2k)) instead of extrapolating it towards the finest
+    # scale alone, where a stretch is invisible.
+    scale_weights_hold_at: int = 0
     # Sampled output sides are snapped to the nearest multiple of this (0: no snapping, the
     # original's rounding up to the architecture multiple only). Coarser steps give fewer
     # distinct output shapes, which is what lets CUDA graphs be reused (docs/training.md).
@@ -107,7 +112,19 @@ class TrainConfig:
             inverse_start=scale(self.inverse_start),
             lr_decay_start=scale(self.lr_decay_start),
             scale_weights_even_at=max(1, scale(self.scale_weights_even_at)),
+            scale_weights_hold_at=scale(self.scale_weights_hold_at),
         )
+
+    def extended(self, iters: int) -> "TrainConfig":
+        """This run continued to `iters` (`--resume --iters`): the lr decay now ends there;
+        every other milestone stays and the D scale weights hold at the original end."""
+        hold = self.scale_weights_hold_at or (self.iters if iters > self.iters else 0)
+        return replace(self, iters=iters, scale_weights_hold_at=hold)
+
+    def scale_weight_iteration(self, iteration: int) -> int:
+        """The iteration whose D scale weights `iteration` uses."""
+        hold = self.scale_weights_hold_at
+        return min(iteration, hold) if hold else iteration
 
     def with_overrides(self, **changes: Any) -> "TrainConfig":
         """A copy with some fields replaced (None values are ignored)."""

@@ -205,7 +205,8 @@ class Trainer:
         crop_hw = (cfg.crop_size, cfg.crop_size)
         out_hw = sample_output_size(it, crop_hw, cfg, self.data_rng)
         shifts = sample_shifts(it, cfg, self.data_rng)
-        weights = tuple(scale_weights(it, min(out_hw), cfg.discriminator, cfg.scale_weights_even_at))
+        weights = tuple(scale_weights(cfg.scale_weight_iteration(it), min(out_hw), cfg.discriminator,
+                                      cfg.scale_weights_even_at))
         return StepPlan(it, top, left, crop_hw, out_hw, shifts, weights, it > cfg.inverse_start)
 
     def step(self) -> tuple[torch.Tensor, ...]:
@@ -368,7 +369,7 @@ class Trainer:
             )
         config = TrainConfig.from_dict(ckpt.payload["train_config"])
         if iters is not None:
-            config = config.with_overrides(iters=iters)
+            config = config.extended(iters)
         payload = ckpt.payload
         trainer = cls(ckpt.image, config, options, image_name=str(payload["image_name"]))
         try:

@@ -79,3 +79,25 @@ def test_size_step_must_be_a_multiple_of_the_architecture():
     with pytest.raises(ConfigError, match="size step must be 0 or a multiple of 8"):
         PRESETS["paper"].with_overrides(size_step=12)
     assert PRESETS["paper"].size_step == 0  # the paper's sampling by default
+
+
+def test_extended_run_holds_the_scale_weights_at_the_original_end():
+    """--resume --iters: the lr decay re-opens to the new end; D's scale weights stop at the
+    schedule's final state instead of drifting to the finest scale alone."""
+    from ingan.model.config import DiscriminatorConfig
+    from ingan.model.discriminator import scale_weights
+
+    cfg = PRESETS["paper"].rescaled(3_600)
+    assert cfg.scale_weights_hold_at == 0 and cfg.scale_weight_iteration(3_599) == 3_599
+    longer = cfg.extended(8_800)
+    assert (longer.iters, longer.scale_weights_hold_at, longer.lr_decay_start) == (8_800, 3_600, 960)
+    assert longer.scale_weight_iteration(8_000) == 3_600 and longer.scale_weight_iteration(100) == 100
+    assert lr_factor(3_600, longer) == pytest.approx(1 - 2_640 / 7_840) and lr_factor(8_800, longer) == 0
+    d = DiscriminatorConfig()
+    final = scale_weights(longer.scale_weight_iteration(8_000), 256, d, longer.scale_weights_even_at)
+    assert final == scale_weights(3_600, 256, d, cfg.scale_weights_even_at)
+    assert final[1] / final[0] == pytest.approx(1.4 ** -2)  # the paper's end: w_k ~ 1.4**(-2k)
+    # A second extension keeps the first hold; shortening a run holds nothing.
+    assert longer.extended(12_000).scale_weights_hold_at == 3_600
+    assert cfg.extended(3_000).scale_weights_hold_at == 0
+    assert TrainConfig.from_dict(longer.to_dict()) == longer

@@ -64,6 +64,8 @@ def test_resume_can_extend_iterations(tmp_path, image_file):
     run(image_file, *TINY, "--iters", "2", "-o", out, "-q")
     result = run("--resume", out / "ckpt.pt", "--iters", "3", "--device", "cpu", "-q")
     assert result.exit_code == 0 and load_checkpoint(out / "ckpt.pt").iteration == 3
+    config = load_checkpoint(out / "ckpt.pt").payload["train_config"]
+    assert (config["iters"], config["scale_weights_hold_at"]) == (3, 2)
     again = run("--resume", out / "ckpt.pt", "--device", "cpu", "-q")
     assert again.exit_code == 1 and "already finished its 3 iterations" in again.output
     fixed = run("--resume", out / "ckpt.pt", "--crop-size", "64")
