@@ -12,27 +12,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageSequence
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ingan.fsutil import atomic_path  # noqa: E402
+
 JPEG_QUALITY = 85
 
 
 def _atomic_save(image: Image.Image, target: Path, **save_args: object) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         image.save(tmp, **save_args)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are published files
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jpeg(source: Path, target: Path, scale: float = 1.0) -> None:

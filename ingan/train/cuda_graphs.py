@@ -157,10 +157,7 @@ class CudaGraphSteps:
 
     def _make_optimizers_capturable(self) -> None:
         """Device-tensor learning rates and capturable Adam (again after a state load)."""
-        from ingan.train.trainer import steps_to_param_device
-
         for opt in (self.trainer.opt_g, self.trainer.opt_d):
-            converted = False
             for group in opt.param_groups:
                 if not isinstance(group["lr"], torch.Tensor):
                     if self.graphs:
@@ -168,10 +165,7 @@ class CudaGraphSteps:
                         # following the schedule.
                         raise RuntimeError("optimizer state was replaced after CUDA graphs were captured")
                     group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=self.trainer.device)
-                    converted = True
                 group["capturable"] = True
-            if converted:  # a fresh or just-loaded state: capturable Adam wants GPU step counters
-                steps_to_param_device(opt)
 
     def _capture(self, key: GraphKey, plan: "StepPlan") -> tuple[torch.cuda.CUDAGraph, torch.Tensor] | None:
         started = time.perf_counter()

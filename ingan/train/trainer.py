@@ -397,15 +397,16 @@ def load_optimizer_state(opt: torch.optim.Optimizer, state: dict[str, Any], fuse
 
     torch restores the saved groups' `fused`/`capturable` flags and places Adam's step
     counters by them: a CPU-written state would run unfused on CUDA, and its CPU step
-    counters would trip capturable Adam (CUDA graphs), which needs them on the GPU.
+    counters would trip capturable Adam (CUDA graphs), which needs them on the GPU. CUDA
+    runs are always fused, so the counters land on the GPU here, before graph mode needs them.
     """
     opt.load_state_dict(state)
     for group in opt.param_groups:
         group["fused"] = fused
-    steps_to_param_device(opt)
+    _steps_to_param_device(opt)
 
 
-def steps_to_param_device(opt: torch.optim.Optimizer) -> None:
+def _steps_to_param_device(opt: torch.optim.Optimizer) -> None:
     """Fused and capturable Adam keep each step counter on its parameter's device, as float32."""
     for group in opt.param_groups:
         if not (group.get("fused") or group.get("capturable")):
