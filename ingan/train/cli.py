@@ -19,8 +19,8 @@ QUICK_NOTE = (
     "needs the 'paper' preset, ~10^4+ iterations: hours on a CPU, tens of minutes on a GPU."
 )
 
-FIXED_ON_RESUME = ("preset", "crop_size", "base_channels", "max_transform", "size_step", "seed", "max_side",
-                   "init_from")
+FIXED_ON_RESUME = ("preset", "crop_size", "base_channels", "lr", "max_transform", "size_step", "seed",
+                   "max_side", "init_from")
 GRAPH_SIZE_STEP = 32  # --size-step default with --cuda-graphs (docs/training.md, "GPU speed")
 CHECKPOINT_NAME = "ckpt.pt"
 
@@ -46,6 +46,10 @@ CHECKPOINT_NAME = "ckpt.pt"
               help="Continue a run from its ckpt.pt: same iteration, schedules and random streams.")
 @click.option("--crop-size", type=click.IntRange(min=32), help="Training crop side (multiple of 8).")
 @click.option("--base-channels", type=click.IntRange(min=1), help="Generator base channels (paper: 64).")
+@click.option("--lr", type=click.FloatRange(min=0.0, min_open=True, max=1.0),
+              help="Adam learning rate of G and D (paper: 5e-5, quick: 2e-4). The paper's rate is "
+                   "tuned for 75k iterations; a run compressed with --iters may learn faster with a "
+                   "larger one.")
 @click.option("--max-transform", type=click.FloatRange(0.0, 1.0, max_open=True),
               help="Homography augmentation magnitude for non-rectangular outputs (paper: 0 = off).")
 @click.option("--seed", type=int, help="Random seed (default 0): same seed, same run on CPU.")
@@ -160,6 +164,8 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
             size_step=size_step,
             crop_size=opt["crop_size"],
             base_channels=opt["base_channels"],
+            g_lr=opt["lr"],
+            d_lr=opt["lr"],
             max_transform=opt["max_transform"],
             seed=opt["seed"],
         )
