@@ -184,7 +184,7 @@ def main() -> int:
         cmd += ["--crop-size", str(args.crop_size)]
     if str(args.init_from).lower() != "none":
         cmd += ["--init-from", str(args.init_from)]
-    if args.lr:
+    if args.lr is not None:  # ingan-train validates it
         cmd += ["--lr", str(args.lr)]
     summary["train_command"] = " ".join(["ingan-train", *cmd[3:]])
     log(f"training: {summary['train_command']}")

@@ -72,13 +72,14 @@ def test_resume_can_extend_iterations(tmp_path, image_file):
     assert fixed.exit_code == 2 and "--crop-size cannot change on --resume" in fixed.output
 
 
-def test_lr_sets_both_optimisers_and_is_fixed_on_resume(tmp_path, image_file):
+def test_lr_sets_g_and_d_rates_and_is_fixed_on_resume(tmp_path, image_file):
     out = tmp_path / "lr"
     result = run(image_file, *TINY, "--iters", "2", "--lr", "1e-3", "-o", out, "-q")
     assert result.exit_code == 0, result.output
     payload = load_checkpoint(out / "ckpt.pt").payload
     assert (payload["train_config"]["g_lr"], payload["train_config"]["d_lr"]) == (1e-3, 1e-3)
-    assert run("--resume", out / "ckpt.pt", "--lr", "1e-4").exit_code == 2
+    fixed = run("--resume", out / "ckpt.pt", "--lr", "1e-4")
+    assert fixed.exit_code == 2 and "--lr cannot change on --resume" in fixed.output
     for bad in ("0", "-1e-4", "2"):
         assert run(image_file, *TINY, "--lr", bad, "-o", tmp_path / "bad").exit_code == 2
 
