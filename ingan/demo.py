@@ -187,7 +187,9 @@ def _write_index(out: Path, facts: dict[str, Any], wide: tuple[int, int], narrow
         f"{format_duration(ck['train_wall_time_s'])} of training, image `{ck['image']}` ({ck['image_size']}), "
         f"trained output scales {ck['scale_range'][0]:g}-{ck['scale_range'][1]:g}."
         + "".join(f" Warm-started from `{r.get('path')}` ({r.get('iteration', 0):,} iterations, preset "
-                  f"`{r.get('preset')}`, crop {r.get('crop_size')})." for r in reversed(ck["lineage"])),
+                  f"`{r.get('preset')}`, crop {r.get('crop_size')})." for r in reversed(ck["lineage"]))
+        + (f" {ck['iteration'] + sum(int(r.get('iteration') or 0) for r in ck['lineage']):,} iterations in all."
+           if ck["lineage"] else ""),
         "",
         "## Retargets (ONNX Runtime, " + facts.get("runtime", "?") + ")",
         "",

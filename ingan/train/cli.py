@@ -14,9 +14,10 @@ from ingan.cli.common import Duration, format_duration, notice, setup_logging, u
 from ingan.errors import ConfigError
 
 QUICK_NOTE = (
-    "The 'quick' preset is a smoke test: about 5 minutes on 2 CPU cores, and its results do "
+    "The 'quick' preset is a smoke test: about 4-5 minutes on 2 CPU cores, and its results do "
     "NOT beat a plain bicubic stretch (measured; see docs/training.md). Real retargeting "
-    "needs the 'paper' preset, ~10^4+ iterations: hours on a CPU, tens of minutes on a GPU."
+    "needs the 'paper' preset, ~10^4+ iterations: about an hour on a GPU, many hours on a CPU "
+    "(days at the paper's 256 px crops)."
 )
 
 FIXED_ON_RESUME = ("preset", "crop_size", "base_channels", "lr", "max_transform", "size_step", "seed",
@@ -72,9 +73,11 @@ CHECKPOINT_NAME = "ckpt.pt"
               help="Snap sampled output sides to the nearest multiple of N (a multiple of 8; 0 = "
                    "the paper's rounding to multiples of 8). [default: 0, or 32 with --cuda-graphs]")
 @click.option("--save-every", type=click.IntRange(min=1),
-              help="Save ckpt.pt every N iterations. [default: 1000 paper, 100 quick]")
+              help="Save ckpt.pt every N iterations. [default: 1000 paper, 100 quick; on --resume "
+                   "the run's own]")
 @click.option("--monitor-every", type=click.IntRange(min=1),
-              help="Write monitor_<iter>.png every N iterations. [default: 1000 paper, 100 quick]")
+              help="Write monitor_<iter>.png every N iterations. [default: 1000 paper, 100 quick; "
+                   "on --resume the run's own]")
 @click.option("--init-from", type=click.Path(path_type=Path), metavar="CKPT",
               help="Start a new run with the generator weights of CKPT (any ingan checkpoint, serving "
                    "ones included; same architecture). Discriminator and optimisers start fresh and the "
@@ -118,20 +121,21 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
     if image is None and resume is None:
         raise click.UsageError("missing IMAGE (or --resume CKPT to continue a run)")
 
-    preset = opt["preset"] if resume is None else None
-    default_every = 100 if preset == "quick" else 1000
-    options = RunOptions(
-        device=opt["device"],
-        amp=opt["amp"],
-        channels_last=opt["channels_last"],
-        cudnn=opt["cudnn"],
-        cuda_graphs=opt["cuda_graphs"],
-        save_every=opt["save_every"] or default_every,
-        monitor_every=opt["monitor_every"] or default_every,
-        time_budget=opt["time_budget"],
-        quiet=opt["quiet"],
-    )
+    def run_options(defaults: dict[str, Any]) -> RunOptions:
+        return RunOptions(
+            device=opt["device"],
+            amp=opt["amp"],
+            channels_last=opt["channels_last"],
+            cudnn=opt["cudnn"],
+            cuda_graphs=opt["cuda_graphs"],
+            save_every=opt["save_every"] or defaults["save_every"],
+            monitor_every=opt["monitor_every"] or defaults["monitor_every"],
+            time_budget=opt["time_budget"],
+            quiet=opt["quiet"],
+        )
 
+    # The output folder is created only once every check has passed, so a refused run
+    # leaves nothing behind.
     if resume is not None:
         fixed = [f"--{n.replace('_', '-')}" for n in FIXED_ON_RESUME if _explicit(ctx, n)]
         if fixed:
@@ -142,13 +146,14 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
                 f"--iters {opt['iters']} is not beyond the checkpoint's {ckpt.iteration} iterations; "
                 "pass a larger --iters to continue"
             )
-        out_dir = ensure_output_dir(opt["out"] or resume.parent)
+        options = run_options(_resume_defaults(ckpt.payload))
         trainer = Trainer.from_checkpoint(ckpt, options, iters=opt["iters"])
         if trainer.iteration >= trainer.config.iters:
             raise ConfigError(
                 f"'{resume}' already finished its {trainer.config.iters} iterations; "
                 "pass a larger --iters to train further"
             )
+        out_dir = ensure_output_dir(opt["out"] or resume.parent)
         action = f"resuming at iteration {trainer.iteration:,}"
     else:
         assert image is not None
@@ -170,18 +175,32 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
             max_transform=opt["max_transform"],
             seed=opt["seed"],
         )
-        out_dir = ensure_output_dir(opt["out"] or Path("runs") / image.stem)
-        if (out_dir / CHECKPOINT_NAME).exists() and not opt["force"]:
+        out = Path(opt["out"] or Path("runs") / image.stem)
+        if (out / CHECKPOINT_NAME).exists() and not opt["force"]:
             raise ConfigError(
-                f"'{out_dir / CHECKPOINT_NAME}' already exists; continue it with --resume "
-                f"{out_dir / CHECKPOINT_NAME}, pick another --out, or pass --force to overwrite"
+                f"'{out / CHECKPOINT_NAME}' already exists; continue it with --resume "
+                f"{out / CHECKPOINT_NAME}, pick another --out, or pass --force to overwrite"
             )
+        every = 100 if opt["preset"] == "quick" else 1000
+        options = run_options({"save_every": every, "monitor_every": every})
         trainer = Trainer(loaded.pixels, config, options, image_name=image.name)
         action = "starting"
         if opt["init_from"] is not None:
             trainer.init_generator_from(load_checkpoint(opt["init_from"]))
             action = f"starting from the generator of {opt['init_from']}"
+        out_dir = ensure_output_dir(out)
     return _run(trainer, out_dir, options, action)
+
+
+def _resume_defaults(payload: dict[str, Any]) -> dict[str, int]:
+    """Save/monitor intervals of a resumed run: the run's own, else its preset's defaults."""
+    preset = payload.get("train_config", {}).get("preset")
+    every = 100 if preset == "quick" else 1000
+    stored = payload.get("run_options") or {}
+    return {
+        key: value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else every
+        for key, value in ((k, stored.get(k)) for k in ("save_every", "monitor_every"))
+    }
 
 
 def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:

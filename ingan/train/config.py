@@ -1,7 +1,7 @@
 """Training configuration and the two presets.
 
 `paper` reproduces the original InGAN schedule (75k iterations, hours on one GPU).
-`quick` is a smoke test that runs the whole pipeline in about 5 minutes on 2 CPU cores;
+`quick` is a smoke test that runs the whole pipeline in about 4-5 minutes on 2 CPU cores;
 measured here it does NOT beat a bicubic stretch (docs/training.md), it only shows
 that everything works.
 """

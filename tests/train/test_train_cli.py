@@ -72,6 +72,24 @@ def test_resume_can_extend_iterations(tmp_path, image_file):
     assert fixed.exit_code == 2 and "--crop-size cannot change on --resume" in fixed.output
 
 
+def test_resume_keeps_the_runs_save_and_monitor_intervals(tmp_path, image_file):
+    out = tmp_path / "r"
+    run(image_file, *TINY, "--iters", "2", "--save-every", "3", "-o", out, "-q")
+    assert run("--resume", out / "ckpt.pt", "--iters", "3", "--device", "cpu", "-q").exit_code == 0
+    options = load_checkpoint(out / "ckpt.pt").payload["run_options"]
+    assert (options["save_every"], options["monitor_every"]) == (3, 100)  # its own, then quick's
+    assert run("--resume", out / "ckpt.pt", "--iters", "4", "--save-every", "5", "--device", "cpu", "-q").exit_code == 0
+    assert load_checkpoint(out / "ckpt.pt").payload["run_options"]["save_every"] == 5
+
+
+def test_refused_resume_creates_no_output_folder(tmp_path, image_file):
+    out = tmp_path / "r"
+    run(image_file, *TINY, "--iters", "1", "-o", out, "-q")
+    result = run("--resume", out / "ckpt.pt", "-o", tmp_path / "new", "--device", "cpu")
+    assert result.exit_code == 1 and "already finished" in result.output
+    assert not (tmp_path / "new").exists()
+
+
 def test_lr_sets_g_and_d_rates_and_is_fixed_on_resume(tmp_path, image_file):
     out = tmp_path / "lr"
     result = run(image_file, *TINY, "--iters", "2", "--lr", "1e-3", "-o", out, "-q")
@@ -119,6 +137,7 @@ def test_image_smaller_than_crop(tmp_path):
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(path)
     result = run(path, *TINY, "-o", tmp_path / "o")
     assert result.exit_code == 1 and "too small to train on" in result.output
+    assert not (tmp_path / "o").exists()  # a refused run leaves no empty output folder
 
 
 def test_rgba_and_grayscale_inputs_train_with_notices(tmp_path, image):
