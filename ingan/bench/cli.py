@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -57,6 +58,18 @@ class DefaultToRun(click.Group):
         return super().parse_args(ctx, args)
 
 
+def _check_peak(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value} is not a positive number of TFLOP/s", param_hint="'--peak-tflops'")
+    return value
+
+
+def _check_name(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise click.BadParameter(f"'{name}' is not a plain file stem; use e.g. 'bench'", param_hint="'--name'")
+    return name
+
+
 @click.group(cls=DefaultToRun, context_settings=CONTEXT)
 def main() -> None:
     """Benchmark ingan models: latency, throughput, cold start, memory and FLOP/s per backend and size.
@@ -91,12 +104,13 @@ def main() -> None:
               help="Never time more than this many requests per cell (bounds slow CPU cells).")
 @click.option("--time-budget", type=SecondsParam(), default=None,
               help="Stop starting new cells after this long; the rest are reported as skipped.")
-@click.option("--peak-tflops", type=float, default=None,
+@click.option("--peak-tflops", type=float, default=None, callback=lambda ctx, param, value: _check_peak(value),
               help="Device peak TFLOP/s for '% of peak' (overrides the built-in GPU table; the only way "
                    "to get it on a CPU).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="Report folder. [default: ./bench-YYYYmmdd-HHMMSS]")
-@click.option("--name", default="bench", show_default=True, help="Report file stem: NAME.json, NAME.md, NAME.png.")
+@click.option("--name", default="bench", show_default=True, callback=lambda ctx, param, value: _check_name(value),
+              help="Report file stem: NAME.json, NAME.md, NAME.png.")
 @click.option("--no-plot", is_flag=True, help="Do not draw NAME.png.")
 @click.option("--any-size", is_flag=True,
               help="PyTorch on CUDA: also benchmark sizes outside the checkpoint's trained range (the network "
@@ -139,10 +153,6 @@ def run(models: tuple[Path, ...], sizes: list[tuple[int, int]], backends: list[s
         options = BenchOptions(sizes=sizes, backends=backends, device=device,
                                cuda_graphs=cuda_graphs, settings=settings, peak_tflops=peak_tflops,
                                time_budget_s=time_budget, allow_host_code=allow_host_code, any_size=any_size)
-        if not name or "/" in name or name.startswith("."):
-            from ingan.errors import ConfigError
-
-            raise ConfigError(f"invalid --name '{name}'; use a plain file stem such as 'bench'")
         target = out or default_out_dir()
         report = run_benchmark(models, options, progress=say, command=["ingan-bench", *sys.argv[1:]])
         paths = write_outputs(report, target, name=name, plot=not no_plot)

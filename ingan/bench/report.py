@@ -57,6 +57,11 @@ def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_measure(value: Any) -> bool:
+    """A time, rate, size or count: a finite number >= 0 (what every measured field is)."""
+    return _is_num(value) and math.isfinite(value) and value >= 0
+
+
 def validate_report(data: Any) -> list[str]:
     """Every schema problem in a report, as 'path: what'; empty when it is valid (v1)."""
     problems: list[str] = []
@@ -87,6 +92,8 @@ def validate_report(data: Any) -> list[str]:
     version = data.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
         return ["schema_version: missing or not an integer"]
+    if version < 1:
+        return [f"schema_version: {version} is not a valid version (versions start at 1)"]
     if version > SCHEMA_VERSION:
         return [f"schema_version: {version} is newer than this ingan reads ({SCHEMA_VERSION}); upgrade ingan"]
     need(data, "created", str, "report")
@@ -104,11 +111,22 @@ def validate_report(data: Any) -> list[str]:
     for i, model in enumerate(models or []):
         for key in ("label", "path", "kind", "precision"):
             need(model, key, str, f"models[{i}]")
+    def measure(obj: Any, key: str, where: str, nullable: bool = False) -> None:
+        value = need(obj, key, float, where, nullable=nullable)
+        if value is not None and not _is_measure(value):
+            problems.append(f"{where}.{key}: must be a finite number >= 0, got {value!r}")
+
     cells = need(data, "cells", list, "report")
+    seen_keys: set[str] = set()
     for i, cell in enumerate(cells or []):
         where = f"cells[{i}]"
         for key in ("key", "model", "backend", "runtime", "precision", "device_kind"):
             need(cell, key, str, where)
+        key_value = cell.get("key") if isinstance(cell, dict) else None
+        if isinstance(key_value, str):
+            if key_value in seen_keys:
+                problems.append(f"{where}.key: '{key_value}' appears twice (one cell per key)")
+            seen_keys.add(key_value)
         need(cell, "cuda_graphs", bool, where)
         status = need(cell, "status", str, where)
         size = need(cell, "size", dict, where)
@@ -133,7 +151,7 @@ def validate_report(data: Any) -> list[str]:
                 if summary is None:
                     continue
                 for field in SUMMARY_FIELDS:
-                    need(summary, field, (int, float), f"{where}.metrics.{name}")
+                    measure(summary, field, f"{where}.metrics.{name}")
             for name in ("latency_ms", "host_latency_ms"):
                 if metrics.get(name) is None:
                     problems.append(f"{where}.metrics.{name}: required for an ok cell")
@@ -144,7 +162,7 @@ def validate_report(data: Any) -> list[str]:
             block = need(cell, section, dict, where)
             if block is not None:
                 for key in fields:
-                    need(block, key, float, f"{where}.{section}", nullable=True)
+                    measure(block, key, f"{where}.{section}", nullable=True)
         need(cell, "notes", list, where)
     return problems
 
@@ -166,12 +184,17 @@ def write_json(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
 
 def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        hint = f"; pass '{p / 'bench.json'}'" if (p / "bench.json").is_file() else ""
+        raise ReportError(f"report '{p}' is a folder, not a report{hint or '; pass the bench.json an ingan-bench run wrote'}")
     if not p.is_file():
-        raise ReportError(f"report '{p}' does not exist; pass the .json an ingan-bench run wrote")
+        raise ReportError(f"report '{p}' does not exist; pass the bench.json an ingan-bench run wrote")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"cannot read report '{p}': {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ReportError(f"'{p}' is not a JSON report; pass the bench.json an ingan-bench run wrote") from None
+    except OSError as exc:
+        raise ReportError(f"cannot read report '{p}': {exc.strerror or exc}") from None
     return check_report(data, str(p))
 
 
@@ -431,7 +454,8 @@ def compare_rows(a: Mapping[str, Any], b: Mapping[str, Any], metric: str = "prim
     for key in keys:
         va = _metric_value(cells_a[key], metric) if key in cells_a else None
         vb = _metric_value(cells_b[key], metric) if key in cells_b else None
-        ratio = vb / va if va and vb is not None else None
+        # Validated reports hold finite values >= 0; a zero has no meaningful ratio.
+        ratio = vb / va if va and vb else None
         cell = cells_a.get(key) or cells_b[key]
         rows.append({"key": key, "model": cell["model"], "backend": cell["backend"], "precision": cell["precision"],
                      "cuda_graphs": cell["cuda_graphs"], "size": _size_text(cell), "a": va, "b": vb, "ratio": ratio,
@@ -449,7 +473,8 @@ def compare_text(a: Mapping[str, Any], b: Mapping[str, Any], metric: str, name_a
              f"| model | backend | prec | graphs | size | A {unit} | B {unit} | B/A |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ratio = _fmt(row["ratio"], 4) if row["ratio"] is not None else (
-            f"only in {row['only_in'].upper()}" if row["only_in"] else "not measured")
+            f"only in {row['only_in'].upper()}" if row["only_in"] else
+            "zero value" if row["a"] == 0 or row["b"] == 0 else "not measured")
         lines.append(f"| {row['model']} | {row['backend']} | {row['precision']} | "
                      f"{'on' if row['cuda_graphs'] else 'off'} | {row['size']} | {_fmt(row['a'])} | {_fmt(row['b'])} "
                      f"| {ratio} |")

@@ -17,6 +17,7 @@ from ingan.bench import report as report_mod
 from ingan.bench import timing
 from ingan.bench.models import (
     BACKENDS,
+    KIND_BY_SUFFIX,
     Availability,
     inspect_model,
     label_models,
@@ -54,10 +55,19 @@ def run_benchmark(model_paths: Sequence[str | Path], options: BenchOptions,
                   progress: Callable[[str], None] | None = None, command: list[str] | None = None) -> dict[str, Any]:
     """Check every model first (InganError on a bad one), then measure every cell."""
     started = time.perf_counter()
-    deadline = started + options.time_budget_s if options.time_budget_s else None
+    deadline = started + options.time_budget_s if options.time_budget_s is not None else None
     backends = parse_backends(list(options.backends) if options.backends is not None else None)
-    models = [inspect_model(p) for p in model_paths]
+    unique: dict[Path, str | Path] = {}
+    for path in model_paths:  # the same file twice would give two cells with one key
+        unique.setdefault(Path(path).resolve(), path)
+    models = [inspect_model(p) for p in unique.values()]
     label_models(models)
+    for backend in backends or []:
+        kind = BACKENDS[backend].kind
+        if not any(m.kind == kind for m in models):
+            suffixes = "/".join(s for s, k in KIND_BY_SUFFIX.items() if k == kind)
+            raise ConfigError(f"--backends {backend} runs {kind} models ({suffixes}) and none was given; "
+                              f"add such a model or drop {backend}")
     avail = Availability(device=options.device)
     sizes = list(dict.fromkeys((int(h), int(w)) for h, w in options.sizes))
     cells, skipped = plan_cells(models, sizes, backends, options.cuda_graphs, avail, options.any_size)

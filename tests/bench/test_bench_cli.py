@@ -88,6 +88,33 @@ def test_unknown_backend_and_bad_sizes_are_usage_errors(tiny_models):
     assert result.exit_code == 2 and "not a warm-up" in result.output
     result = run(tiny_models[0], "--duration", "-1")
     assert result.exit_code == 2
+    for bad in ("0", "-1", "nan"):
+        result = run(tiny_models[0], "--peak-tflops", bad)
+        assert result.exit_code == 2 and "Invalid value for '--peak-tflops'" in result.output, bad
+    for bad in ("", "../evil", "a/b", ".hidden"):
+        result = run(tiny_models[0], "--name", bad)
+        assert result.exit_code == 2 and "is not a plain file stem" in result.output, bad
+
+
+def test_backend_with_no_model_of_its_kind_is_refused(tiny_models, tmp_path):
+    out = tmp_path / "o"
+    result = run(tiny_models[0], "--backends", "tensorrt", "-o", out, "-q")
+    one_line_error(result, "--backends tensorrt runs tensorrt models (.plan/.engine) and none was given")
+    assert not out.exists()
+
+
+def test_same_model_twice_is_measured_once(tiny_models, tmp_path):
+    out = tmp_path / "o"
+    result = run(tiny_models[0], tiny_models[0], "--backends", "ort-cpu", "--sizes", "64x64", *FAST,
+                 "--time-budget", "60m", "-o", out, "-q", "--no-plot")
+    assert result.exit_code == 0, result.output
+    assert len(report.load_report(out / "bench.json")["cells"]) == 1
+
+
+def test_zero_time_budget_starts_no_cell(tiny_models, tmp_path):
+    result = run(tiny_models[0], "--backends", "ort-cpu", "--sizes", "64x64", *FAST, "--time-budget", "0",
+                 "-o", tmp_path / "o", "-q", "--no-plot")
+    assert result.exit_code == 1 and "0 cells measured, 1 skipped" in result.output
 
 
 def test_unreadable_models(tiny_models, tmp_path):

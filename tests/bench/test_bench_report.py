@@ -82,6 +82,12 @@ def test_validator_finds_problems(tiny_report):
         f"cells[{first_ok}].iterations: expected int, got bool"]
     assert _broken(tiny_report, lambda d: cell(d).update(primary_metric="gpu_compute_ms")) == [
         f"cells[{first_ok}].primary_metric: 'gpu_compute_ms' has no summary"]
+    assert _broken(tiny_report, lambda d: cell(d)["metrics"]["latency_ms"].update(median=-5)) == [
+        f"cells[{first_ok}].metrics.latency_ms.median: must be a finite number >= 0, got -5"]
+    assert _broken(tiny_report, lambda d: cell(d)["throughput"].update(images_per_s=float("nan")))[0].endswith(
+        "images_per_s: must be a finite number >= 0, got nan")
+    assert _broken(tiny_report, lambda d: d["cells"].append(copy.deepcopy(cell(d))))[0].endswith("appears twice (one cell per key)")
+    assert "not a valid version" in _broken(tiny_report, lambda d: d.update(schema_version=0))[0]
     assert report.validate_report([]) == ["report: not a JSON object"]
     with pytest.raises(report.ReportError, match="not a valid ingan-bench report"):
         report.check_report({"schema": "ingan-bench", "schema_version": 1}, "x.json")
@@ -99,8 +105,14 @@ def test_load_report_errors(tmp_path):
         report.load_report(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(report.ReportError, match="cannot read report"):
+    with pytest.raises(report.ReportError, match="is not a JSON report; pass the bench.json"):
         report.load_report(bad)
+    binary = tmp_path / "bench.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(report.ReportError, match="is not a JSON report"):
+        report.load_report(binary)
+    with pytest.raises(report.ReportError, match="is a folder, not a report"):
+        report.load_report(tmp_path)
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"hello": 1}))
     with pytest.raises(report.ReportError, match="schema"):
