@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,13 +162,27 @@ def find_reference(runner: Runner, reference: str | os.PathLike[str] | np.ndarra
         else:
             # An image larger than the training image with the same aspect ratio is reduced
             # exactly as ingan-train --max-side reduced it (same loader, same filter).
-            pixels = load_image(reference, max_side=max(expected)).pixels
-            source = f"`{os.fsdecode(reference)}`"
+            loaded = load_image(reference, max_side=max(expected))
+            pixels, source = loaded.pixels, f"`{os.fsdecode(reference)}`"
+            if tuple(pixels.shape[:2]) != expected:
+                original = next((m.group(1) for m in map(re.compile(r"image is (\d+x\d+); downscaled").match,
+                                                             loaded.notices) if m), None)
+                size = format_size(pixels.shape[:2])
+                what = f"is {original} (reduced to {size} like ingan-train would)" if original else f"is {size}"
+                raise ConfigError(
+                    f"reference '{os.fsdecode(reference)}' {what}, but the model was trained on a "
+                    f"{format_size(expected)} image; pass the training image"
+                )
         if tuple(pixels.shape[:2]) != expected:
             raise ConfigError(
                 f"reference is {format_size(pixels.shape[:2])} but the model was trained on a "
                 f"{format_size(expected)} image; pass the training image (at the size ingan-train used)"
             )
+        if pixels.shape[2] == 3 and np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(
+                pixels[..., 1], pixels[..., 2]):
+            logging.getLogger(__name__).warning(
+                "warning: the reference is grayscale; scores are meaningful only against the training "
+                "image itself")
         return pixels, source
     from ingan.model.checkpoint import file_sha256, load_checkpoint
 

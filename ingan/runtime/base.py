@@ -87,8 +87,9 @@ class Runner(abc.ABC):
         if h < 1 or w < 1:
             raise ConfigError(f"size {w}x{h} must be positive")
         if not self.metadata.size_in_range((h, w)):
-            hint = ("rebuild the engine with ingan-export --min-size/--max-size"
-                    if self.metadata.kind == "tensorrt" else "re-export with ingan-export --min-size/--max-size")
+            hint = {"tensorrt": "rebuild the engine with ingan-export --min-size/--max-size",
+                    "onnx": "re-export with ingan-export --min-size/--max-size"}.get(
+                self.metadata.kind, "train with a wider scale range (a checkpoint's range is the one it was trained on)")
             raise ConfigError(
                 f"size {w}x{h} is outside this model's range {format_size(self.min_size)} .. "
                 f"{format_size(self.max_size)} (width x height); pick a size inside it or {hint}"

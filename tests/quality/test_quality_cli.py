@@ -151,6 +151,18 @@ def test_reference_must_be_the_training_image(onnx_model, sizes, tmp_path):
     Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(wrong)
     one_line_error(run(onnx_model, "--sizes", size_arg(sizes), "--reference", wrong, "-o", tmp_path / "q"),
                    "but the model was trained on a 52x40 image")
+    other = tmp_path / "other.png"  # larger, other aspect: reduced first, and the message says so
+    Image.fromarray(np.zeros((60, 100, 3), np.uint8)).save(other)
+    one_line_error(run(onnx_model, "--sizes", size_arg(sizes), "--reference", other, "-o", tmp_path / "q"),
+                   "is 100x60 (reduced to 52x31 like ingan-train would), but the model was trained on a 52x40")
+
+
+def test_grayscale_reference_is_warned_about(tiny_checkpoint, training_png, tmp_path, caplog):
+    gray = tmp_path / "gray.png"
+    Image.open(training_png).convert("L").save(gray)
+    with ingan.runtime.load(tiny_checkpoint) as runner, caplog.at_level("WARNING"):
+        pixels, _ = find_reference(runner, gray)
+    assert pixels.shape == (40, 52, 3) and "the reference is grayscale" in caplog.text
 
 
 def test_larger_reference_is_reduced_like_training(tiny_checkpoint, training_png, tmp_path):
@@ -182,7 +194,10 @@ def test_missing_model(tmp_path):
 
 
 def test_size_outside_the_range(tiny_checkpoint, tmp_path):
-    one_line_error(run(tiny_checkpoint, "--sizes", "5000x40", "-o", tmp_path / "q"), "outside this model's range")
+    one_line_error(run(tiny_checkpoint, "--sizes", "5000x40", "-o", tmp_path / "q"),
+                   "outside this model's range")
+    result = run(tiny_checkpoint, "--sizes", "5000x40", "-o", tmp_path / "q")
+    assert "train with a wider scale range" in result.output and "re-export" not in result.output
     assert not (tmp_path / "q").exists()
 
 
