@@ -39,8 +39,8 @@ def parse_duration(text: str) -> float:
             raise ValueError(f"'{text}' is not a duration; use e.g. 90s, 15m, 2h or 1h30m") from None
         parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
         seconds = parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
-    if seconds <= 0:
-        raise ValueError(f"duration '{text}' must be positive")
+    if not seconds > 0 or seconds == float("inf"):  # also refuses nan and inf
+        raise ValueError(f"duration '{text}' must be a positive, finite time")
     return seconds
 
 

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ingan.errors import CheckpointError, ConfigError
+from ingan.errors import CheckpointError, ConfigError, OutputPathError
 from ingan.fsutil import atomic_path
 from ingan.metadata import sha256_of
 from ingan.model.config import GeneratorConfig
@@ -27,6 +27,7 @@ from ingan.model.generator import Generator
 
 FORMAT = "ingan-checkpoint"
 FORMAT_VERSION = 1
+MAX_SCALE = 16.0  # upper bound of a stored scale range (the paper trains up to 2.25)
 
 # key -> (type, required)
 _SCHEMA: dict[str, tuple[type | tuple[type, ...], bool]] = {
@@ -107,8 +108,15 @@ def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) ->
     data.setdefault("format", FORMAT)
     data.setdefault("format_version", FORMAT_VERSION)
     _validate(Path(path), data)
-    with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(data, tmp)
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError
+        detail = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0][:120]
+        raise OutputPathError(
+            f"cannot write '{path}' ({detail}); free disk space or pass a writable --out "
+            "(the previous checkpoint, if any, is intact)"
+        ) from None
     return Path(path)
 
 
@@ -176,9 +184,14 @@ def _validate(path: Path, data: Any) -> None:
     for name, tensor in data["generator"].items():
         if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
             raise CheckpointError(f"'{path}': generator weights must map names to tensors")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"'{path}': generator weight '{name}' holds NaN or infinite values (training diverged?); "
+                "use an earlier checkpoint"
+            )
     scale_range = data["scale_range"]
     if len(scale_range) != 2 or not all(isinstance(v, (int, float)) for v in scale_range) or not (
-        0 < scale_range[0] <= scale_range[1]
+        0 < scale_range[0] <= scale_range[1] <= MAX_SCALE
     ):
         raise CheckpointError(f"'{path}': invalid scale range {scale_range!r}")
     if data["iteration"] < 0:

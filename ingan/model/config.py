@@ -28,9 +28,15 @@ class GeneratorConfig:
     spectral_norm: bool = True
 
     def __post_init__(self) -> None:
-        if self.base_channels < 1 or self.n_blocks < 0 or not 1 <= self.n_downsampling <= 6:
+        # Checked strictly: the values come from checkpoint files, and an absurd width would
+        # try to allocate terabytes before any weight is compared.
+        ints = (self.base_channels, self.n_blocks, self.n_downsampling)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints) or not isinstance(
+                self.spectral_norm, bool):
+            raise ConfigError(f"invalid generator shape {self}: the sizes must be integers, spectral_norm a bool")
+        if not 1 <= self.base_channels <= 1024 or not 0 <= self.n_blocks <= 64 or not 1 <= self.n_downsampling <= 6:
             raise ConfigError(
-                f"invalid generator shape {self}: need base_channels >= 1, n_blocks >= 0, "
+                f"invalid generator shape {self}: need 1 <= base_channels <= 1024, 0 <= n_blocks <= 64, "
                 "1 <= n_downsampling <= 6"
             )
 

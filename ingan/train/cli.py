@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import shlex
 import signal
 import sys
 import time
@@ -11,7 +13,7 @@ from typing import Any
 import click
 
 from ingan.cli.common import Duration, format_duration, notice, setup_logging, user_errors
-from ingan.errors import ConfigError
+from ingan.errors import CheckpointError, ConfigError
 
 QUICK_NOTE = (
     "The 'quick' preset is a smoke test: about 4-5 minutes on 2 CPU cores, and its results do "
@@ -46,15 +48,18 @@ CHECKPOINT_NAME = "ckpt.pt"
 @click.option("--resume", type=click.Path(path_type=Path), metavar="CKPT",
               help="Continue a run from its ckpt.pt: same iteration, schedules and random streams.")
 @click.option("--crop-size", type=click.IntRange(min=32), help="Training crop side (multiple of 8).")
-@click.option("--base-channels", type=click.IntRange(min=1), help="Generator base channels (paper: 64).")
+@click.option("--base-channels", type=click.IntRange(min=1, max=1024), help="Generator base channels (paper: 64).")
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True, max=1.0),
+              callback=lambda ctx, param, value: _finite(value, "--lr"),
               help="Adam learning rate of G and D (paper: 5e-5, quick: 2e-4). The paper's rate is "
                    "tuned for 75k iterations; a run compressed with --iters may learn faster with a "
                    "larger one (measured with --init-from: 1e-4 helped, 2e-4 diverged; "
                    "docs/training.md).")
 @click.option("--max-transform", type=click.FloatRange(0.0, 1.0, max_open=True),
+              callback=lambda ctx, param, value: _finite(value, "--max-transform"),
               help="Homography augmentation magnitude for non-rectangular outputs (paper: 0 = off).")
-@click.option("--seed", type=int, help="Random seed (default 0): same seed, same run on CPU.")
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1),
+              help="Random seed (default 0): same seed, same run on CPU.")
 @click.option("--max-side", type=click.IntRange(min=32), default=1024, show_default=True,
               help="Larger images are downscaled so their longer side is this.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -103,6 +108,12 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
         sys.exit(_train(ctx, **kwargs))
 
 
+def _finite(value: float | None, name: str) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", param_hint=f"'{name}'")
+    return value
+
+
 def _explicit(ctx: click.Context, name: str) -> bool:
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
@@ -147,13 +158,26 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
                 "pass a larger --iters to continue"
             )
         options = run_options(_resume_defaults(ckpt.payload))
-        trainer = Trainer.from_checkpoint(ckpt, options, iters=opt["iters"])
+        try:
+            trainer = Trainer.from_checkpoint(ckpt, options, iters=opt["iters"])
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(
+                f"'{resume}': its training state is damaged ({detail}); resume from another checkpoint, "
+                "or start a new run from its generator with --init-from"
+            ) from None
         if trainer.iteration >= trainer.config.iters:
             raise ConfigError(
                 f"'{resume}' already finished its {trainer.config.iters} iterations; "
                 "pass a larger --iters to train further"
             )
-        out_dir = ensure_output_dir(opt["out"] or resume.parent)
+        target = Path(opt["out"] or resume.parent) / CHECKPOINT_NAME
+        if target.exists() and not _same_file(target, resume) and not opt["force"]:
+            raise ConfigError(
+                f"'{target}' already exists and is another checkpoint; pick another --out, or pass "
+                "--force to overwrite it"
+            )
+        out_dir = ensure_output_dir(target.parent)
         action = f"resuming at iteration {trainer.iteration:,}"
     else:
         assert image is not None
@@ -179,7 +203,7 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
         if (out / CHECKPOINT_NAME).exists() and not opt["force"]:
             raise ConfigError(
                 f"'{out / CHECKPOINT_NAME}' already exists; continue it with --resume "
-                f"{out / CHECKPOINT_NAME}, pick another --out, or pass --force to overwrite"
+                f"{shlex.quote(str(out / CHECKPOINT_NAME))}, pick another --out, or pass --force to overwrite"
             )
         every = 100 if opt["preset"] == "quick" else 1000
         options = run_options({"save_every": every, "monitor_every": every})
@@ -190,6 +214,13 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
             action = f"starting from the generator of {opt['init_from']}"
         out_dir = ensure_output_dir(out)
     return _run(trainer, out_dir, options, action)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def _resume_defaults(payload: dict[str, Any]) -> dict[str, int]:
@@ -232,15 +263,16 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
             notice(f"this run samples output sizes in steps of {cfg.generator.size_multiple} px (thousands of "
                    "shapes), so CUDA graphs will rarely be reused; start new runs with --size-step 32")
 
-    stop = {"reason": None}
+    stop: dict[str, Any] = {"reason": None, "signum": signal.SIGINT}
     started = time.monotonic()
     start_iter = trainer.iteration
 
     def on_sigint(signum: int, frame: Any) -> None:
         if stop["reason"] == "interrupt":  # second Ctrl-C: stop right now (atomic writes stay safe)
             raise KeyboardInterrupt
-        stop["reason"] = "interrupt"
-        tqdm.write("interrupt: saving the checkpoint after this iteration (Ctrl-C again to abort)", file=sys.stderr)
+        stop["reason"], stop["signum"] = "interrupt", signum
+        what = "terminated" if signum == signal.SIGTERM else "interrupt"
+        tqdm.write(f"{what}: saving the checkpoint after this iteration (Ctrl-C again to abort)", file=sys.stderr)
 
     def should_stop() -> bool:
         if stop["reason"] is None and options.time_budget is not None:
@@ -266,12 +298,14 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
         if it % options.monitor_every == 0 and it < cfg.iters:
             write_monitor(t, out_dir)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    # SIGTERM (timeout, docker stop, job schedulers) saves like the first Ctrl-C.
+    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         run_loop(trainer, on_step, should_stop)
     finally:
         bar.close()
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     trainer.losses()
     trainer.save(ckpt_path)
@@ -298,5 +332,5 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
             err=True,
         )
     if stop["reason"] is not None and trainer.iteration < cfg.iters:
-        click.echo(f"continue with: ingan-train --resume {ckpt_path}", err=True)
-    return 130 if stop["reason"] == "interrupt" else 0
+        click.echo(f"continue with: ingan-train --resume {shlex.quote(str(ckpt_path))}", err=True)
+    return 128 + int(stop["signum"]) if stop["reason"] == "interrupt" else 0  # 130 Ctrl-C, 143 SIGTERM

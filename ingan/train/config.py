@@ -62,17 +62,20 @@ class TrainConfig:
             problems.append("iters must be >= 1")
         if self.crop_size < 2 * self.generator.min_size or self.crop_size % self.generator.size_multiple:
             problems.append(
-                f"crop size must be a multiple of {self.generator.size_multiple} and >= "
+                f"crop size (--crop-size) must be a multiple of {self.generator.size_multiple} and >= "
                 f"{2 * self.generator.min_size}"
             )
         if not 0 < self.min_scale <= 1 <= self.max_scale:
             problems.append("scales must satisfy 0 < min_scale <= 1 <= max_scale")
         if not 0 <= self.max_transform < 1:
             problems.append("max_transform must be in [0, 1)")
-        if self.g_lr <= 0 or self.d_lr <= 0:
-            problems.append("learning rates must be > 0")
+        if not (0 < self.g_lr < float("inf") and 0 < self.d_lr < float("inf")):  # also refuses nan
+            problems.append("learning rates (--lr) must be finite and > 0")
         if self.size_step < 0 or self.size_step % self.generator.size_multiple:
-            problems.append(f"size step must be 0 or a multiple of {self.generator.size_multiple}")
+            problems.append(f"size step (--size-step) must be 0 or a multiple of {self.generator.size_multiple}")
+        elif self.size_step > self.crop_size:
+            problems.append(f"size step (--size-step) must be at most the crop size ({self.crop_size}); a larger "
+                            "step would snap every output above the trained scale range")
         if problems:
             raise ConfigError("invalid training config: " + "; ".join(problems))
 

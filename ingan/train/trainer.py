@@ -378,7 +378,8 @@ class Trainer:
             load_optimizer_state(trainer.opt_g, payload["optimizer_g"], fused=trainer.use_cuda or None)
             load_optimizer_state(trainer.opt_d, payload["optimizer_d"], fused=trainer.use_cuda or None)
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"'{ckpt.path}': training state does not match its config ({exc})") from None
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"'{ckpt.path}': training state does not match its config ({first})") from None
         rng = payload["rng"]
         torch.set_rng_state(rng["torch"])
         trainer.data_rng.set_state(rng["data"])

@@ -91,3 +91,29 @@ def test_weights_that_do_not_match_the_config(tmp_path, payload):
     path = save_checkpoint(tmp_path / "odd.pt", odd)
     with pytest.raises(CheckpointError, match="do not match its architecture"):
         load_checkpoint(path).build_generator()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("base_channels", 10**6, "base_channels <= 1024"),
+    ("base_channels", True, "must be integers"),
+    ("spectral_norm", "yes", "spectral_norm a bool"),
+])
+def test_absurd_generator_config_is_refused_before_building(tmp_path, payload, field, value, message):
+    bad = {**payload, "format": "ingan-checkpoint", "format_version": 1,
+           "generator_config": {**payload["generator_config"], field: value}}
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_non_finite_weights_and_huge_scale_ranges_are_refused(tmp_path, payload):
+    weights = dict(payload["generator"])
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    torch.save({**payload, "format": "ingan-checkpoint", "format_version": 1, "generator": weights}, tmp_path / "n.pt")
+    with pytest.raises(CheckpointError, match="holds NaN or infinite values"):
+        load_checkpoint(tmp_path / "n.pt")
+    torch.save({**payload, "format": "ingan-checkpoint", "format_version": 1, "scale_range": [0.15, 1000.0]},
+               tmp_path / "s.pt")
+    with pytest.raises(CheckpointError, match="invalid scale range"):
+        load_checkpoint(tmp_path / "s.pt")

@@ -76,7 +76,7 @@ def test_size_step_snaps_sizes_and_keeps_the_range():
 def test_size_step_must_be_a_multiple_of_the_architecture():
     from ingan.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="size step must be 0 or a multiple of 8"):
+    with pytest.raises(ConfigError, match=r"size step \(--size-step\) must be 0 or a multiple of 8"):
         PRESETS["paper"].with_overrides(size_step=12)
     assert PRESETS["paper"].size_step == 0  # the paper's sampling by default
 

@@ -82,6 +82,51 @@ def test_resume_keeps_the_runs_save_and_monitor_intervals(tmp_path, image_file):
     assert load_checkpoint(out / "ckpt.pt").payload["run_options"]["save_every"] == 5
 
 
+def test_resume_into_another_runs_folder_needs_force(tmp_path, image_file):
+    first, other = tmp_path / "a", tmp_path / "b"
+    run(image_file, *TINY, "--iters", "1", "-o", first, "-q")
+    run(image_file, *TINY, "--iters", "1", "--seed", "5", "-o", other, "-q")
+    before = (other / "ckpt.pt").read_bytes()
+    result = run("--resume", first / "ckpt.pt", "--iters", "2", "-o", other, "--device", "cpu")
+    assert result.exit_code == 1 and "already exists and is another checkpoint" in result.output
+    assert (other / "ckpt.pt").read_bytes() == before
+    assert run("--resume", first / "ckpt.pt", "--iters", "2", "-o", other, "--force", "-q").exit_code == 0
+
+
+def test_damaged_training_state_is_a_one_line_error(tmp_path, image_file):
+    out = tmp_path / "r"
+    run(image_file, *TINY, "--iters", "1", "-o", out, "-q")
+    payload = load_checkpoint(out / "ckpt.pt").payload
+    torch.save({**payload, "rng": {}}, tmp_path / "norng.pt")
+    one_line_error(run("--resume", tmp_path / "norng.pt", "--iters", "2"), "its training state is damaged")
+
+
+def test_disk_full_on_save_is_a_one_line_error(tmp_path, image_file, monkeypatch):
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 13840000 vs 13839892")
+
+    monkeypatch.setattr(torch, "save", full)
+    one_line_error(run(image_file, *TINY, "--iters", "1", "-o", tmp_path / "o"), "free disk space")
+    assert not [p for p in (tmp_path / "o").iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "nan"], "Invalid value for '--lr'"),
+    (["--seed", "99999999999999999999999"], "Invalid value for '--seed'"),
+    (["--base-channels", "100000"], "Invalid value for '--base-channels'"),
+    (["--time-budget", "nan"], "Invalid value for '--time-budget'"),
+])
+def test_absurd_option_values_are_usage_errors(tmp_path, image_file, args, message):
+    result = run(image_file, *TINY, *args, "-o", tmp_path / "o")
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_size_step_above_the_crop_is_refused(tmp_path, image_file):
+    one_line_error(run(image_file, *TINY, "--size-step", "1024", "-o", tmp_path / "o"),
+                   "must be at most the crop size (32)")
+
+
 def test_refused_resume_creates_no_output_folder(tmp_path, image_file):
     out = tmp_path / "r"
     run(image_file, *TINY, "--iters", "1", "-o", out, "-q")
@@ -197,7 +242,8 @@ def test_console_script_help_runs_in_a_subprocess():
     assert done.returncode == 0 and "Train InGAN on IMAGE" in done.stdout
 
 
-def test_ctrl_c_saves_and_exits_130(tmp_path, image_file):
+@pytest.mark.parametrize("signum, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_or_sigterm_saves_and_exits(tmp_path, image_file, signum, code):
     import signal
     import time
 
@@ -211,9 +257,9 @@ def test_ctrl_c_saves_and_exits_130(tmp_path, image_file):
     while not (out / "ckpt.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert (out / "ckpt.pt").exists(), "no checkpoint was written"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signum))
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert "interrupted: iteration" in stdout and "continue with: ingan-train --resume" in stderr
     ckpt = load_checkpoint(out / "ckpt.pt")
     assert ckpt.iteration >= 1 and ckpt.has_training_state
@@ -255,7 +301,7 @@ def test_cuda_graphs_need_cuda(tmp_path, image_file):
 
 def test_size_step_is_validated_and_fixed_on_resume(tmp_path, image_file):
     one_line_error(run(image_file, *TINY, "--size-step", "12", "-o", tmp_path / "a"),
-                   "size step must be 0 or a multiple of 8")
+                   "size step (--size-step) must be 0 or a multiple of 8")
     out = tmp_path / "b"
     assert run(image_file, *TINY, "--size-step", "16", "--iters", "2", "-o", out, "-q").exit_code == 0
     assert load_checkpoint(out / "ckpt.pt").payload["train_config"]["size_step"] == 16
