@@ -42,8 +42,8 @@ class ByteSize(click.ParamType):
 @click.option("--min-size", type=SizeParam(), help="Smallest output WxH. [default: trained min scale x image]")
 @click.option("--opt-size", type=SizeParam(), help="Output WxH TensorRT optimises for. [default: the image size]")
 @click.option("--max-size", type=SizeParam(), help="Largest output WxH. [default: trained max scale x image]")
-@click.option("--opset", type=click.IntRange(17, 19), default=18, show_default=True,
-              help="ONNX opset (<= 19: TensorRT mis-parses GridSample-20).")
+@click.option("--opset", type=click.IntRange(18, 19), default=18, show_default=True,
+              help="ONNX opset (18 is torch's exporter's own; <= 19: TensorRT mis-parses GridSample-20).")
 @click.option("--engine/--no-engine", "engine", default=None,
               help="--engine: fail unless a TensorRT engine is built. --no-engine: ONNX only, silently. "
                    "[default: build an engine where TensorRT and a CUDA GPU exist, else explain]")

@@ -38,10 +38,11 @@ class ExportSpec:
             raise ConfigError(f"unknown output format '{self.output}'; use uint8 or float")
         if self.precision not in ("fp32", "fp16"):
             raise ConfigError(f"unknown precision '{self.precision}'; use fp32 or fp16")
-        if not 17 <= self.opset <= 19:
-            # >= 17 for LayerNorm-era Resize/Pad semantics in TensorRT; <= 19 because
-            # GridSample-20 renamed its modes and TensorRT's parser falls back to nearest.
-            raise ConfigError(f"opset {self.opset} is not supported; use 17, 18 or 19")
+        if not 18 <= self.opset <= 19:
+            # >= 18: torch's exporter emits opset 18 and cannot convert this graph's Pad down
+            # to 17; <= 19 because GridSample-20 renamed its modes and TensorRT's parser
+            # falls back to nearest.
+            raise ConfigError(f"opset {self.opset} is not supported; use 18 or 19")
 
     @property
     def input_names(self) -> list[str]:

@@ -1,11 +1,13 @@
 """ingan-export as a library: checkpoint -> validated ONNX (FP32, FP16) -> TensorRT engines.
 
-Each artifact is exported to a temporary name, validated, then renamed together with its
-sidecar metadata, so a failed export leaves nothing behind.
+Each artifact is exported to a temporary name and validated; the ONNX files and their
+sidecars are renamed into place together only once all of them passed, so a failed export
+leaves the output folder as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -77,15 +79,23 @@ class SizeRange:
     max: tuple[int, int]
 
 
+MAX_EXPORT_SIDE = 8192  # the 64-channel full-resolution feature maps of an 8192x8192 output take 17 GB in fp32
+
+
 def size_range(ckpt: Checkpoint, options: ExportOptions) -> SizeRange:
     """Defaults: the trained output/input scale range applied to the training image."""
     h, w = ckpt.image.shape[:2]
     floor = ckpt.generator_config.min_size
     default_min, default_max = default_size_range((h, w), ckpt.scale_range, floor)
     low = options.min_size or default_min
-    high = options.max_size or default_max
+    high = options.max_size or (min(default_max[0], MAX_EXPORT_SIDE), min(default_max[1], MAX_EXPORT_SIDE))
     opt = options.opt_size or (min(max(h, low[0]), high[0]), min(max(w, low[1]), high[1]))
     for name, value in (("--min-size", low), ("--opt-size", opt), ("--max-size", high)):
+        if max(value) > MAX_EXPORT_SIDE:
+            raise ConfigError(
+                f"{name} {value[1]}x{value[0]} exceeds {MAX_EXPORT_SIDE} px per side (one such output "
+                f"needs tens of GB); use at most {MAX_EXPORT_SIDE}x{MAX_EXPORT_SIDE}"
+            )
         if min(value) < floor:
             raise ConfigError(
                 f"{name} {value[1]}x{value[0]} is below the generator's minimum side {floor} px; "
@@ -205,8 +215,6 @@ def export_checkpoint(
     checkpoint: str | Path, options: ExportOptions, progress: Callable[[str], None] | None = None
 ) -> ExportResult:
     """Export, validate and (where possible) build engines; see the module docstring."""
-    from ingan.export.trt_lint import lint_model
-
     ckpt = load_checkpoint(checkpoint)
     if options.engine == "require":
         from ingan.export.tensorrt_build import tensorrt_status
@@ -214,50 +222,65 @@ def export_checkpoint(
         available, reason = tensorrt_status()
         if not available:  # fail before spending minutes on ONNX
             raise InganError(f"--engine: cannot build a TensorRT engine: {reason}")
-    out_dir = ensure_output_dir(options.out_dir)
     if not options.name or "/" in options.name or options.name.startswith("."):
         raise ConfigError(f"invalid --name '{options.name}'; use a plain file stem such as 'model'")
     sizes = size_range(ckpt, options)
     generator = ckpt.build_generator()
+    out_dir = ensure_output_dir(options.out_dir)  # only once the options are known to be good
     ckpt_sha = file_sha256(ckpt.path)
     check_sizes = choose_sizes(tuple(ckpt.image.shape[:2]), sizes.min, sizes.max)
     result = ExportResult()
     precisions = ["fp32"] + (["fp16"] if options.fp16 else [])
     onnx_outputs: dict[str, tuple[Path, ExportSpec, dict]] = {}
+    # Every ONNX file and sidecar stays a temporary file until all of them passed validation;
+    # then they are renamed together, so a failed FP16 check cannot leave a new FP32 model
+    # beside an old FP16 one.
+    with contextlib.ExitStack() as commit:
+        _export_all(precisions, options, out_dir, ckpt, generator, ckpt_sha, sizes, check_sizes, result,
+                    onnx_outputs, commit, progress)
+
+    if options.engine != "skip":
+        result.engine_note = _build_engines(onnx_outputs, options, ckpt, ckpt_sha, sizes, check_sizes, result, progress)
+    return result
+
+
+def _export_all(precisions: list[str], options: ExportOptions, out_dir: Path, ckpt: Checkpoint, generator: Any,
+                ckpt_sha: str, sizes: SizeRange, check_sizes: list, result: ExportResult,
+                onnx_outputs: dict[str, tuple[Path, ExportSpec, dict]], commit: contextlib.ExitStack,
+                progress: Callable[[str], None] | None) -> None:
+    from ingan.export.trt_lint import lint_model
+
     for precision in precisions:
         spec = ExportSpec(image_input=options.image_input, warp=options.warp, output=options.output,
                           precision=precision, opset=options.opset)
         final = out_dir / f"{options.name}{'_fp16' if precision == 'fp16' else ''}.onnx"
         if progress:
             progress(f"exporting {final.name}")
-        with atomic_path(final) as tmp_onnx, atomic_path(sidecar_path(final)) as tmp_json:
-            started = time.perf_counter()
-            export_onnx(generator, image_tensor(ckpt), spec, tmp_onnx,
-                        doc_string=f"InGAN retargeting graph from {ckpt.path.name} (ingan {ingan.__version__})")
-            log.info("exported %s in %.1fs", final.name, time.perf_counter() - started)
-            model = check_model(tmp_onnx)
-            lint = lint_model(model)
-            if not lint.ok:
-                errors = "; ".join(f.message for f in lint.findings if f.severity == "error")
-                raise InganError(f"{final.name} would not parse in TensorRT: {errors}")
-            report, outputs = validate_with_onnxruntime(tmp_onnx, spec, ckpt, generator, check_sizes, progress)
-            report.op_counts = dict(sorted(lint.op_counts.items()))
-            report.lint = lint.summary()
-            report.lint_findings = [f"{f.severity}: {f.op_type} {f.node}: {f.message}" for f in lint.findings]
-            if not report.passed:
-                bad = [c for c in report.checks if not c.passed][0]
-                raise ToleranceExceeded(
-                    f"{final.name} does not match PyTorch at {bad.size[1]}x{bad.size[0]}: max |diff| "
-                    f"{bad.max_abs_diff:.3g}, PSNR {bad.psnr_db:.1f} dB ({report.tolerance})"
-                )
-            _metadata("onnx", final, tmp_onnx, spec, ckpt, ckpt_sha, sizes, report).write(tmp_json)
+        tmp_onnx = commit.enter_context(atomic_path(final))
+        tmp_json = commit.enter_context(atomic_path(sidecar_path(final)))
+        started = time.perf_counter()
+        export_onnx(generator, image_tensor(ckpt), spec, tmp_onnx,
+                    doc_string=f"InGAN retargeting graph from {ckpt.path.name} (ingan {ingan.__version__})")
+        log.info("exported %s in %.1fs", final.name, time.perf_counter() - started)
+        model = check_model(tmp_onnx)
+        lint = lint_model(model)
+        if not lint.ok:
+            errors = "; ".join(f.message for f in lint.findings if f.severity == "error")
+            raise InganError(f"{final.name} would not parse in TensorRT: {errors}")
+        report, outputs = validate_with_onnxruntime(tmp_onnx, spec, ckpt, generator, check_sizes, progress)
+        report.op_counts = dict(sorted(lint.op_counts.items()))
+        report.lint = lint.summary()
+        report.lint_findings = [f"{f.severity}: {f.op_type} {f.node}: {f.message}" for f in lint.findings]
+        if not report.passed:
+            bad = [c for c in report.checks if not c.passed][0]
+            raise ToleranceExceeded(
+                f"{final.name} does not match PyTorch at {bad.size[1]}x{bad.size[0]}: max |diff| "
+                f"{bad.max_abs_diff:.3g}, PSNR {bad.psnr_db:.1f} dB ({report.tolerance})"
+            )
+        _metadata("onnx", final, tmp_onnx, spec, ckpt, ckpt_sha, sizes, report).write(tmp_json)
         result.artifacts.append(final)
         result.reports[final.name] = report
         onnx_outputs[precision] = (final, spec, outputs)
-
-    if options.engine != "skip":
-        result.engine_note = _build_engines(onnx_outputs, options, ckpt, ckpt_sha, sizes, check_sizes, result, progress)
-    return result
 
 
 def _build_engines(onnx_outputs: dict, options: ExportOptions, ckpt: Checkpoint, ckpt_sha: str, sizes: SizeRange,

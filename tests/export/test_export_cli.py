@@ -105,3 +105,11 @@ def test_validation_failure_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatc
     monkeypatch.setattr(pipeline, "torch_reference", off_by_a_lot)
     one_line_error(run(tiny_checkpoint, "-o", tmp_path, "--no-engine"), "does not match PyTorch")
     assert _no_files(tmp_path) == []
+
+
+def test_opset_17_and_giant_sizes_are_refused(tiny_checkpoint, tmp_path):
+    result = CliRunner().invoke(main, [str(tiny_checkpoint), "--no-engine", "--opset", "17", "-o", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "Invalid value for '--opset'" in result.output
+    result = CliRunner().invoke(main, [str(tiny_checkpoint), "--no-engine", "--max-size", "100000x100000",
+                                       "-o", str(tmp_path / "b")])
+    assert result.exit_code == 1 and "exceeds 8192 px per side" in result.output

@@ -121,3 +121,24 @@ def test_default_size_range_comes_from_the_trained_scales(tiny_checkpoint, tmp_p
     assert sizes.opt == (40, 52)
     assert sizes.min == (max(int(np.ceil(lo * 40)), 16), max(int(np.ceil(lo * 52)), 16))
     assert sizes.max == (int(hi * 40), int(hi * 52))
+
+
+def test_a_failed_fp16_check_leaves_the_previous_export_untouched(tiny_checkpoint, tmp_path, monkeypatch):
+    from ingan.errors import InganError
+    from ingan.export import pipeline
+
+    out = tmp_path / "o"
+    export_checkpoint(tiny_checkpoint, ExportOptions(out_dir=out, fp16=True, engine="skip"))
+    before = {p.name: p.stat().st_ino for p in out.iterdir()}
+    real = pipeline.validate_with_onnxruntime
+
+    def fp16_fails(path, spec, *args, **kwargs):
+        if spec.precision == "fp16":
+            raise pipeline.ToleranceExceeded("model_fp16.onnx does not match PyTorch (simulated)")
+        return real(path, spec, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "validate_with_onnxruntime", fp16_fails)
+    with pytest.raises(InganError, match="simulated"):
+        export_checkpoint(tiny_checkpoint, ExportOptions(out_dir=out, fp16=True, engine="skip"))
+    # FP32 passed this time, but was not renamed in: all four files are the first export's.
+    assert {p.name: p.stat().st_ino for p in out.iterdir()} == before

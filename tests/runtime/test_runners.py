@@ -91,6 +91,19 @@ def test_size_outside_range_is_refused_before_running(models):
         assert runner.last_timing is None  # nothing ran
 
 
+def test_onnx_runtime_failures_are_one_line_errors(models):
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    with ingan.runtime.load(models["onnx"]) as runner:
+        def fail(*args, **kwargs):
+            raise Fail("[ONNXRuntimeError] : 1 : FAIL : Failed to allocate memory for requested buffer\nmore")
+
+        runner.session.run = fail
+        with pytest.raises(InganError, match=r"ONNX Runtime failed at 52x40 \(\[ONNXRuntimeError\].*buffer\); "
+                                             r"for an allocation failure pick a smaller size"):
+            runner.retarget((40, 52))
+
+
 def test_warp_and_image_arguments_must_fit_the_model(models):
     with ingan.runtime.load(models["onnx"]) as runner:
         with pytest.raises(ConfigError, match="exported without --warp"):

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ingan.errors import DeviceError
+from ingan.errors import DeviceError, InganError
 from ingan.metadata import ModelMetadata
 from ingan.runtime.base import Runner, graph_homography, to_hwc_uint8
 from ingan.runtime.ort_session import create_session, import_onnxruntime
@@ -78,6 +78,19 @@ class OrtRunner(Runner):
 
     def _retarget(self, size: tuple[int, int], homography: np.ndarray | None,
                   image: np.ndarray | None) -> np.ndarray:
+        try:
+            return self._run(size, homography, image)
+        except Exception as exc:
+            if not type(exc).__module__.startswith("onnxruntime"):
+                raise
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise InganError(
+                f"ONNX Runtime failed at {size[1]}x{size[0]} ({detail}); for an allocation failure pick a "
+                "smaller size, otherwise the model or its .json sidecar is damaged: re-export it"
+            ) from None
+
+    def _run(self, size: tuple[int, int], homography: np.ndarray | None,
+             image: np.ndarray | None) -> np.ndarray:
         feed = {"size": np.asarray(size, dtype=np.int64)}
         if image is not None:
             feed["image"] = image
