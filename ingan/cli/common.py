@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import signal
+import threading
 from typing import Iterator
 
 import click
@@ -14,11 +16,25 @@ from ingan.errors import InganError
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn an InganError into click's one-line 'Error: ...' and exit status 1."""
+    """Turn an InganError into click's one-line 'Error: ...' and exit status 1.
+
+    SIGTERM (timeout, docker stop, schedulers) becomes a normal exit with status 143, so
+    every temporary file of an unfinished atomic write is removed on the way out.
+    """
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield
     except InganError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def notice(message: str) -> None:

@@ -134,6 +134,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"'{p}' is a folder, not a checkpoint file; pass the path of ckpt.pt")
     if p.stat().st_size == 0:
         raise CheckpointError(f"'{p}' is empty; it is not an ingan checkpoint")
+    kind = _image_kind(p)
+    if kind:
+        raise CheckpointError(f"'{p}' is a {kind} image, not a checkpoint; pass the ckpt.pt that ingan-train wrote")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pickle-protocol chatter from the weights-only unpickler
@@ -153,6 +156,21 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         ) from None
     _validate(p, data)
     return Checkpoint(path=p, payload=data)
+
+
+_IMAGE_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP",
+                b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+
+
+def _image_kind(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _IMAGE_MAGIC.items() if head.startswith(magic)), None)
 
 
 def _validate(path: Path, data: Any) -> None:

@@ -365,7 +365,8 @@ class Trainer:
         if not ckpt.has_training_state:
             raise CheckpointError(
                 f"cannot resume from '{ckpt.path}': it holds only the generator (a serving "
-                "checkpoint); resume from the full ckpt.pt written during training"
+                "checkpoint); resume from the full ckpt.pt written during training, or start a new "
+                "run from this generator with IMAGE --init-from"
             )
         config = TrainConfig.from_dict(ckpt.payload["train_config"])
         if iters is not None:

@@ -117,3 +117,11 @@ def test_non_finite_weights_and_huge_scale_ranges_are_refused(tmp_path, payload)
                tmp_path / "s.pt")
     with pytest.raises(CheckpointError, match="invalid scale range"):
         load_checkpoint(tmp_path / "s.pt")
+
+
+def test_an_image_passed_as_checkpoint_is_named_as_such(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "photo.png")
+    with pytest.raises(CheckpointError, match="is a PNG image, not a checkpoint; pass the ckpt.pt"):
+        load_checkpoint(tmp_path / "photo.png")
