@@ -107,4 +107,27 @@ class ModelMetadata:
             meta = cls(**data)
         except (KeyError, TypeError) as exc:
             raise MetadataError(f"'{p}' is incomplete or damaged ({exc}); re-export the model") from None
+        problem = meta.problem()
+        if problem:
+            raise MetadataError(f"'{p}' is damaged ({problem}); re-export the model")
         return meta
+
+    def problem(self) -> str | None:
+        """The first field with an impossible value, or None: sidecars are user files too."""
+        def side_pair(value: Any) -> bool:
+            return (isinstance(value, list) and len(value) == 2
+                    and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value))
+
+        for name in ("min_size", "opt_size", "max_size", "training_image_size"):
+            if not side_pair(getattr(self, name)):
+                return f"{name} must be [height, width] of positive integers, got {getattr(self, name)!r}"
+        if not all(lo <= hi for lo, hi in zip(self.min_size, self.max_size)):
+            return f"min_size {self.min_size} exceeds max_size {self.max_size}"
+        for name in ("image_input", "warp"):
+            if not isinstance(getattr(self, name), bool):
+                return f"{name} must be true or false"
+        if self.output_format not in ("uint8", "float"):
+            return f"output_format must be uint8 or float, got {self.output_format!r}"
+        if self.precision not in ("fp32", "fp16"):
+            return f"precision must be fp32 or fp16, got {self.precision!r}"
+        return None

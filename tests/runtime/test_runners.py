@@ -156,6 +156,21 @@ def _copy_model(models, tmp_path):
     return model, meta
 
 
+@pytest.mark.parametrize("edit, message", [
+    ({"max_size": "big"}, "max_size must be"),
+    ({"min_size": [0, 0]}, "min_size must be"),
+    ({"training_image_size": [0, 0]}, "training_image_size must be"),
+    ({"output_format": "png"}, "output_format must be"),
+    ({"image_input": True}, "the sidecar does not belong to this model"),
+    ({"warp": True}, "the sidecar does not belong to this model"),
+])
+def test_edited_sidecar_is_refused_on_load(models, tmp_path, edit, message):
+    model, meta = _copy_model(models, tmp_path)
+    sidecar_path(model).write_text(json.dumps({**meta, **edit}))
+    with pytest.raises(MetadataError, match=message):
+        ingan.runtime.load(model)
+
+
 def test_missing_corrupt_or_foreign_metadata(models, tmp_path):
     model, meta = _copy_model(models, tmp_path)
     ingan.runtime.load(model).close()  # the copy itself is fine

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ingan.errors import DeviceError, InganError
-from ingan.metadata import ModelMetadata
+from ingan.metadata import MetadataError, ModelMetadata
 from ingan.runtime.base import Runner, graph_homography, to_hwc_uint8
 from ingan.runtime.ort_session import create_session, import_onnxruntime
 
@@ -64,6 +64,13 @@ class OrtRunner(Runner):
         chosen = choose_providers(ort.get_available_providers(), providers, device,
                                   self.path.parent / f".{self.path.name}.trt-cache")
         self.session = create_session(self.path, providers=chosen, threads=threads)
+        graph_inputs = {i.name for i in self.session.get_inputs()}
+        expected = {"size"} | ({"image"} if metadata.image_input else set()) | ({"homography"} if metadata.warp else set())
+        if graph_inputs != expected:
+            raise MetadataError(
+                f"'{self.path.name}' has inputs {sorted(graph_inputs)} but its .json sidecar describes "
+                f"{sorted(expected)}; the sidecar does not belong to this model: re-export it"
+            )
         self.providers = self.session.get_providers()
         requested_first = chosen[0][0] if isinstance(chosen[0], tuple) else chosen[0]
         if self.providers[0] != requested_first:
