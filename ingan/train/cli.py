@@ -207,7 +207,15 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
             )
         every = 100 if opt["preset"] == "quick" else 1000
         options = run_options({"save_every": every, "monitor_every": every})
-        trainer = Trainer(loaded.pixels, config, options, image_name=image.name)
+        try:
+            trainer = Trainer(loaded.pixels, config, options, image_name=image.name)
+        except ConfigError as exc:
+            if any("downscaled" in n for n in loaded.notices) and "too small" in str(exc):
+                raise ConfigError(
+                    f"{exc}; it was downscaled to fit --max-side {opt['max_side']}, so a larger --max-side "
+                    "keeps more of its shorter side"
+                ) from None
+            raise
         action = "starting"
         if opt["init_from"] is not None:
             trainer.init_generator_from(load_checkpoint(opt["init_from"]))
@@ -264,6 +272,7 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
                    "shapes), so CUDA graphs will rarely be reused; start new runs with --size-step 32")
 
     stop: dict[str, Any] = {"reason": None, "signum": signal.SIGINT}
+    last_step = {"t": 0.0}
     started = time.monotonic()
     start_iter = trainer.iteration
 
@@ -286,6 +295,9 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
 
     def on_step(t: Any) -> None:
         bar.update(1)
+        now = time.monotonic()
+        stop.setdefault("first_step_done", now)
+        last_step["t"] = now
         it = t.iteration
         if it % sync_every == 0 or it == cfg.iters:
             losses = t.losses()
@@ -312,7 +324,13 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
     monitor = write_monitor(trainer, out_dir)
     done = trainer.iteration - start_iter
     elapsed = time.monotonic() - started
-    rate = done / elapsed if elapsed > 0 else 0.0
+    # The speed leaves out the first step (allocation, kernel selection: seconds) and the final
+    # save, so a short or interrupted run does not report a rate far below the steady one.
+    first, last = stop.get("first_step_done"), last_step["t"]
+    if done > 1 and first is not None and last > first:
+        rate = (done - 1) / (last - first)
+    else:
+        rate = done / elapsed if elapsed > 0 else 0.0
     lo, hi = trainer.trained_scale_range()
     remaining = cfg.iters - trainer.iteration
     eta = f"; the remaining {remaining:,} take ~{format_duration(remaining / rate)} at this rate" if rate and remaining else ""

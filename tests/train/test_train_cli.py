@@ -185,6 +185,13 @@ def test_image_smaller_than_crop(tmp_path):
     assert not (tmp_path / "o").exists()  # a refused run leaves no empty output folder
 
 
+def test_a_strip_made_too_small_by_max_side_names_max_side(tmp_path):
+    path = tmp_path / "strip.png"
+    Image.fromarray(np.zeros((40, 2000, 3), np.uint8)).save(path)
+    result = run(path, *TINY, "-o", tmp_path / "o")
+    assert result.exit_code == 1 and "too small" in result.output and "a larger --max-side" in result.output
+
+
 def test_rgba_and_grayscale_inputs_train_with_notices(tmp_path, image):
     rgba = np.dstack([image, np.full(image.shape[:2], 128, np.uint8)])
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
