@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ingan.cli.common import Duration, SizeListParam, setup_logging, user_errors
+from ingan.cli.common import Duration, SizeListParam, notice, setup_logging, user_errors
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -154,6 +154,9 @@ def run(models: tuple[Path, ...], sizes: list[tuple[int, int]], backends: list[s
                                cuda_graphs=cuda_graphs, settings=settings, peak_tflops=peak_tflops,
                                time_budget_s=time_budget, allow_host_code=allow_host_code, any_size=any_size)
         target = out or default_out_dir()
+        if (Path(target) / f"{name}.json").exists():
+            notice(f"'{Path(target) / name}.json' exists and will be replaced when this run finishes "
+                   "(pass another -o or --name to keep it)")
         report = run_benchmark(models, options, progress=say, command=["ingan-bench", *sys.argv[1:]])
         paths = write_outputs(report, target, name=name, plot=not no_plot)
     if not quiet:

@@ -109,6 +109,8 @@ def test_same_model_twice_is_measured_once(tiny_models, tmp_path):
                  "--time-budget", "60m", "-o", out, "-q", "--no-plot")
     assert result.exit_code == 0, result.output
     assert len(report.load_report(out / "bench.json")["cells"]) == 1
+    again = run(tiny_models[0], "--backends", "ort-cpu", "--sizes", "64x64", *FAST, "-o", out, "-q", "--no-plot")
+    assert again.exit_code == 0 and "exists and will be replaced" in again.output
 
 
 def test_zero_time_budget_starts_no_cell(tiny_models, tmp_path):
