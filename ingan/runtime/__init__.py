@@ -41,7 +41,7 @@ def backend_for(path: str | os.PathLike[str], backend: str | None = None) -> str
             raise ConfigError(f"unknown backend '{backend}'; use tensorrt, onnxruntime or pytorch")
         expected = SUFFIXES.get(suffix)
         if expected is not None and expected != name:
-            raise ConfigError(f"backend {name} cannot run a '{suffix}' file (that is a {expected} model)")
+            raise ConfigError(f"backend {name} cannot run a '{suffix}' file (it is for the {expected} backend)")
         return name
     if suffix not in SUFFIXES:
         raise ConfigError(

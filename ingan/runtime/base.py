@@ -124,8 +124,9 @@ class Runner(abc.ABC):
                 raise ConfigError(f"image must be HxWx3 uint8 with sides >= 8, got {array.shape} {array.dtype}")
             pixels = np.ascontiguousarray(np.transpose(array, (2, 0, 1))[None], dtype=np.float32) / 255.0
         elif image is not None:
-            raise ConfigError("this model has its training image baked in; it takes no image "
-                              "(export with --image-input for that)")
+            hint = ("a checkpoint always retargets its own training image" if self.metadata.kind == "pytorch"
+                    else "export with --image-input for that")
+            raise ConfigError(f"this model has its training image baked in; it takes no image ({hint})")
         with self._lock:
             started = time.perf_counter()
             out = self._retarget(hw, h_matrix, pixels)
