@@ -221,6 +221,9 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
             trainer.init_generator_from(load_checkpoint(opt["init_from"]))
             action = f"starting from the generator of {opt['init_from']}"
         out_dir = ensure_output_dir(out)
+    cuda_only = [f"--{n.replace('_', '-')}" for n in ("amp", "channels_last", "cudnn") if opt[n]]
+    if cuda_only and not trainer.use_cuda:
+        notice(f"{', '.join(cuda_only)} only act on CUDA; ignored on {trainer.device}")
     return _run(trainer, out_dir, options, action)
 
 

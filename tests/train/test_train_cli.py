@@ -122,6 +122,11 @@ def test_absurd_option_values_are_usage_errors(tmp_path, image_file, args, messa
     assert not (tmp_path / "o").exists()
 
 
+def test_cuda_only_switches_on_cpu_are_noticed(tmp_path, image_file):
+    result = run(image_file, *TINY, "--iters", "1", "--amp", "--cudnn", "-o", tmp_path / "o", "-q")
+    assert result.exit_code == 0 and "--amp, --cudnn only act on CUDA; ignored on cpu" in result.output
+
+
 def test_size_step_above_the_crop_is_refused(tmp_path, image_file):
     one_line_error(run(image_file, *TINY, "--size-step", "1024", "-o", tmp_path / "o"),
                    "must be at most the crop size (32)")
