@@ -138,6 +138,12 @@ def main(model: Path, **opt: Any) -> None:
       ingan-run warp.onnx --warp -0.5,0.5 --size 256x256 -o warped.png
     """
     setup_logging(opt["quiet"])
+    ctx = click.get_current_context()
+    given = [f"--{n.replace('_', '-')}" for n in ("sweep_steps", "fps")
+             if (source := ctx.get_parameter_source(n)) is not None and source.name == "COMMANDLINE"]
+    if given and opt["sweep"] is None:
+        verb = "apply" if len(given) > 1 else "applies"
+        raise click.UsageError(f"{' and '.join(given)} only {verb} to an animation; add --sweep FILE")
     with user_errors():
         _run(model, **opt)
 

@@ -320,3 +320,9 @@ def test_tensorrt_backend_on_onnx(onnx_model):
 
 def test_provider_on_a_checkpoint(tiny_checkpoint):
     one_line_error(run(tiny_checkpoint, "--provider", "cpu"), "--provider applies to ONNX Runtime")
+
+
+def test_animation_options_need_sweep(onnx_model, tmp_path):
+    result = run(onnx_model, "--fps", "10", "-o", tmp_path / "a.png")
+    assert result.exit_code == 2 and "--fps only applies to an animation; add --sweep FILE" in result.output
+    assert not (tmp_path / "a.png").exists()
