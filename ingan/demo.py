@@ -64,6 +64,9 @@ def _demo(out: Path, checkpoint: Path | None, train: bool, no_bench: bool, sweep
 
     if checkpoint is not None and train:
         raise click.UsageError("pass either --checkpoint or --train, not both")
+    if out.is_dir() and any(out.iterdir()) and not (out / "index.md").is_file():
+        notice(f"'{out}' already holds files that are not an earlier demo; the demo's files are added "
+               "beside them (same names replaced)")
     out = ensure_output_dir(out)
     began = time.monotonic()
     facts: dict[str, Any] = {}

@@ -30,3 +30,13 @@ def test_demo_options_conflict(tiny_checkpoint, tmp_path):
 def test_demo_missing_checkpoint(tmp_path):
     result = CliRunner().invoke(main, ["--checkpoint", str(tmp_path / "nope.pt"), "-o", str(tmp_path / "o")])
     assert result.exit_code == 1 and "not found" in result.output
+
+
+def test_demo_into_a_foreign_folder_says_so(tiny_checkpoint, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(main, ["--checkpoint", str(tiny_checkpoint), "-o", str(out), "--no-bench",
+                                       "--sweep-steps", "1"], catch_exceptions=False)
+    assert result.exit_code == 0 and "already holds files that are not an earlier demo" in result.output
+    assert (out / "notes.txt").read_text() == "keep me"
