@@ -127,6 +127,12 @@ def _decode(fh: object, source: str, max_side: int | None) -> LoadedImage:
                     )
                     img.seek(0)
                 full_w, full_h = img.size
+                # Pillow decodes 16-bit colour PNGs straight to 8 bits (the high byte); the
+                # raw mode of the undecoded tile is the only place that still says so.
+                raw_mode = img.tile[0][3] if img.tile else None
+                if img.format == "PNG" and isinstance(raw_mode, str) and raw_mode.endswith(";16B") and \
+                        img.mode in ("RGB", "RGBA"):
+                    notices.append(f"16-bit {img.mode} reduced to 8 bits")
                 if max_side is not None and max(full_w, full_h) > max_side and img.format == "JPEG":
                     # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: far less memory for huge photos.
                     img.draft("RGB", _fit(full_w, full_h, max_side))

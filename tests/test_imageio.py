@@ -316,9 +316,11 @@ def test_48bit_rgb_png(tmp_path: Path) -> None:
     raw = b"".join(b"\x00" + row.tobytes() for row in values)
     p = tmp_path / "rgb48.png"
     write_png_raw(p, 3, 2, 16, 2, raw)
-    px = assert_rgb(load_image(p), 2, 3)
+    loaded = load_image(p)
+    px = assert_rgb(loaded, 2, 3)
     np.testing.assert_array_equal(px[0, 0], [255, 0, 100])
     assert (px[1] == 0).all()
+    assert "16-bit RGB reduced to 8 bits" in loaded.notices  # Pillow does it silently; we say so
 
 
 # ---------------------------------------------------------------- orientation, frames, size
