@@ -42,3 +42,10 @@ class MissingDependencyError(InganError):
         )
         self.package = package
         self.extra = extra
+
+
+def first_line(exc: BaseException, limit: int | None = 300) -> str:
+    """The first line of an exception's message (at most `limit` characters), else its type
+    name: third-party errors can be pages long, and a user error is one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -56,6 +56,11 @@ class LoadedImage:
     pixels: np.ndarray  # (H, W, 3) uint8, C-contiguous RGB
     source: str  # the path as given
     notices: tuple[str, ...] = ()
+    decoded_size: tuple[int, int] | None = None  # (H, W) as stored (upright), before --max-side
+
+    @property
+    def downscaled(self) -> bool:
+        return self.decoded_size is not None and self.decoded_size != tuple(self.pixels.shape[:2])
 
 
 def load_image(path: str | os.PathLike[str], max_side: int | None = None) -> LoadedImage:
@@ -162,7 +167,7 @@ def _decode(fh: object, source: str, max_side: int | None) -> LoadedImage:
         raise AssertionError(f"conversion produced shape {pixels.shape}")
     for notice in notices:
         logger.debug("%s: %s", source, notice)
-    return LoadedImage(pixels=pixels, source=source, notices=tuple(notices))
+    return LoadedImage(pixels=pixels, source=source, notices=tuple(notices), decoded_size=(full_h, full_w))
 
 
 def _fit(w: int, h: int, max_side: int) -> tuple[int, int]:

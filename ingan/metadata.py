@@ -11,13 +11,16 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ingan.errors import InganError
 from ingan.fsutil import atomic_path
 
 FORMAT = "ingan-model"
 FORMAT_VERSION = 1
+# The graph contract's inputs (docs/onnx-contract.md) and the sidecar flag that declares each
+# optional one.
+OPTIONAL_INPUTS = {"image": "image_input", "homography": "warp"}
 
 
 class MetadataError(InganError):
@@ -131,3 +134,16 @@ class ModelMetadata:
         if self.precision not in ("fp32", "fp16"):
             return f"precision must be fp32 or fp16, got {self.precision!r}"
         return None
+
+    def input_problems(self, input_names: Iterable[str]) -> list[str]:
+        """Where a loaded graph's or engine's inputs disagree with this sidecar."""
+        names = set(input_names)
+        problems = [] if "size" in names else ["no 'size' input"]
+        unknown = names - {"size", *OPTIONAL_INPUTS}
+        if unknown:
+            problems.append(f"unknown inputs {sorted(unknown)}")
+        for name, flag in OPTIONAL_INPUTS.items():
+            if (name in names) != bool(getattr(self, flag)):
+                problems.append(f"{flag.removesuffix('_input')} input: model {name in names}, "
+                                f"metadata {bool(getattr(self, flag))}")
+        return problems

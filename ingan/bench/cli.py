@@ -58,13 +58,13 @@ class DefaultToRun(click.Group):
         return super().parse_args(ctx, args)
 
 
-def _check_peak(value: float | None) -> float | None:
+def _check_peak(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value > 0):
         raise click.BadParameter(f"{value} is not a positive number of TFLOP/s", param_hint="'--peak-tflops'")
     return value
 
 
-def _check_name(name: str) -> str:
+def _check_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise click.BadParameter(f"'{name}' is not a plain file stem; use e.g. 'bench'", param_hint="'--name'")
     return name
@@ -104,12 +104,12 @@ def main() -> None:
               help="Never time more than this many requests per cell (bounds slow CPU cells).")
 @click.option("--time-budget", type=SecondsParam(), default=None,
               help="Stop starting new cells after this long; the rest are reported as skipped.")
-@click.option("--peak-tflops", type=float, default=None, callback=lambda ctx, param, value: _check_peak(value),
+@click.option("--peak-tflops", type=float, default=None, callback=_check_peak,
               help="Device peak TFLOP/s for '% of peak' (overrides the built-in GPU table; the only way "
                    "to get it on a CPU).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="Report folder. [default: ./bench-YYYYmmdd-HHMMSS]")
-@click.option("--name", default="bench", show_default=True, callback=lambda ctx, param, value: _check_name(value),
+@click.option("--name", default="bench", show_default=True, callback=_check_name,
               help="Report file stem: NAME.json, NAME.md, NAME.png.")
 @click.option("--no-plot", is_flag=True, help="Do not draw NAME.png.")
 @click.option("--any-size", is_flag=True,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ingan.errors import InganError
+from ingan.errors import InganError, first_line
 from ingan.export.graph import ExportSpec, RetargetGraph
 from ingan.model.generator import Generator
 
@@ -103,7 +103,7 @@ def export_onnx(
                 verbose=False,
             )
     except Exception as exc:  # the exporter raises many types; all mean the same to a user
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ExportError(f"torch.onnx could not export the generator ({type(exc).__name__}: {first})") from exc
     log.debug("exporter output: %s", chatter.getvalue())
     model = program.model_proto

@@ -215,6 +215,8 @@ def export_checkpoint(
     checkpoint: str | Path, options: ExportOptions, progress: Callable[[str], None] | None = None
 ) -> ExportResult:
     """Export, validate and (where possible) build engines; see the module docstring."""
+    from ingan.export.trt_lint import lint_model
+
     ckpt = load_checkpoint(checkpoint)
     if options.engine == "require":
         from ingan.export.tensorrt_build import tensorrt_status
@@ -236,51 +238,41 @@ def export_checkpoint(
     # then they are renamed together, so a failed FP16 check cannot leave a new FP32 model
     # beside an old FP16 one.
     with contextlib.ExitStack() as commit:
-        _export_all(precisions, options, out_dir, ckpt, generator, ckpt_sha, sizes, check_sizes, result,
-                    onnx_outputs, commit, progress)
+        for precision in precisions:
+            spec = ExportSpec(image_input=options.image_input, warp=options.warp, output=options.output,
+                              precision=precision, opset=options.opset)
+            final = out_dir / f"{options.name}{'_fp16' if precision == 'fp16' else ''}.onnx"
+            if progress:
+                progress(f"exporting {final.name}")
+            tmp_onnx = commit.enter_context(atomic_path(final))
+            tmp_json = commit.enter_context(atomic_path(sidecar_path(final)))
+            started = time.perf_counter()
+            export_onnx(generator, image_tensor(ckpt), spec, tmp_onnx,
+                        doc_string=f"InGAN retargeting graph from {ckpt.path.name} (ingan {ingan.__version__})")
+            log.info("exported %s in %.1fs", final.name, time.perf_counter() - started)
+            model = check_model(tmp_onnx)
+            lint = lint_model(model)
+            if not lint.ok:
+                errors = "; ".join(f.message for f in lint.findings if f.severity == "error")
+                raise InganError(f"{final.name} would not parse in TensorRT: {errors}")
+            report, outputs = validate_with_onnxruntime(tmp_onnx, spec, ckpt, generator, check_sizes, progress)
+            report.op_counts = dict(sorted(lint.op_counts.items()))
+            report.lint = lint.summary()
+            report.lint_findings = [f"{f.severity}: {f.op_type} {f.node}: {f.message}" for f in lint.findings]
+            if not report.passed:
+                bad = [c for c in report.checks if not c.passed][0]
+                raise ToleranceExceeded(
+                    f"{final.name} does not match PyTorch at {bad.size[1]}x{bad.size[0]}: max |diff| "
+                    f"{bad.max_abs_diff:.3g}, PSNR {bad.psnr_db:.1f} dB ({report.tolerance})"
+                )
+            _metadata("onnx", final, tmp_onnx, spec, ckpt, ckpt_sha, sizes, report).write(tmp_json)
+            result.artifacts.append(final)
+            result.reports[final.name] = report
+            onnx_outputs[precision] = (final, spec, outputs)
 
     if options.engine != "skip":
         result.engine_note = _build_engines(onnx_outputs, options, ckpt, ckpt_sha, sizes, check_sizes, result, progress)
     return result
-
-
-def _export_all(precisions: list[str], options: ExportOptions, out_dir: Path, ckpt: Checkpoint, generator: Any,
-                ckpt_sha: str, sizes: SizeRange, check_sizes: list, result: ExportResult,
-                onnx_outputs: dict[str, tuple[Path, ExportSpec, dict]], commit: contextlib.ExitStack,
-                progress: Callable[[str], None] | None) -> None:
-    from ingan.export.trt_lint import lint_model
-
-    for precision in precisions:
-        spec = ExportSpec(image_input=options.image_input, warp=options.warp, output=options.output,
-                          precision=precision, opset=options.opset)
-        final = out_dir / f"{options.name}{'_fp16' if precision == 'fp16' else ''}.onnx"
-        if progress:
-            progress(f"exporting {final.name}")
-        tmp_onnx = commit.enter_context(atomic_path(final))
-        tmp_json = commit.enter_context(atomic_path(sidecar_path(final)))
-        started = time.perf_counter()
-        export_onnx(generator, image_tensor(ckpt), spec, tmp_onnx,
-                    doc_string=f"InGAN retargeting graph from {ckpt.path.name} (ingan {ingan.__version__})")
-        log.info("exported %s in %.1fs", final.name, time.perf_counter() - started)
-        model = check_model(tmp_onnx)
-        lint = lint_model(model)
-        if not lint.ok:
-            errors = "; ".join(f.message for f in lint.findings if f.severity == "error")
-            raise InganError(f"{final.name} would not parse in TensorRT: {errors}")
-        report, outputs = validate_with_onnxruntime(tmp_onnx, spec, ckpt, generator, check_sizes, progress)
-        report.op_counts = dict(sorted(lint.op_counts.items()))
-        report.lint = lint.summary()
-        report.lint_findings = [f"{f.severity}: {f.op_type} {f.node}: {f.message}" for f in lint.findings]
-        if not report.passed:
-            bad = [c for c in report.checks if not c.passed][0]
-            raise ToleranceExceeded(
-                f"{final.name} does not match PyTorch at {bad.size[1]}x{bad.size[0]}: max |diff| "
-                f"{bad.max_abs_diff:.3g}, PSNR {bad.psnr_db:.1f} dB ({report.tolerance})"
-            )
-        _metadata("onnx", final, tmp_onnx, spec, ckpt, ckpt_sha, sizes, report).write(tmp_json)
-        result.artifacts.append(final)
-        result.reports[final.name] = report
-        onnx_outputs[precision] = (final, spec, outputs)
 
 
 def _build_engines(onnx_outputs: dict, options: ExportOptions, ckpt: Checkpoint, ckpt_sha: str, sizes: SizeRange,

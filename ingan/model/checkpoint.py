@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ingan.errors import CheckpointError, ConfigError, OutputPathError
+from ingan.errors import CheckpointError, ConfigError, OutputPathError, first_line
 from ingan.fsutil import atomic_path
 from ingan.metadata import sha256_of
 from ingan.model.config import GeneratorConfig
@@ -92,7 +92,7 @@ class Checkpoint:
         try:
             generator.load_state_dict(self.payload["generator"], strict=True)
         except (RuntimeError, KeyError, TypeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc, None)
             raise CheckpointError(
                 f"'{self.path}': generator weights do not match its architecture config ({first})"
             ) from None
@@ -112,7 +112,7 @@ def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) ->
         with atomic_path(path) as tmp:
             torch.save(data, tmp)
     except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError
-        detail = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0][:120]
+        detail = getattr(exc, "strerror", None) or first_line(exc, 120)
         raise OutputPathError(
             f"cannot write '{path}' ({detail}); free disk space or pass a writable --out "
             "(the previous checkpoint, if any, is intact)"
@@ -150,7 +150,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             f"than plain tensors, which could run code when loaded ({reason})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc, 160)
         raise CheckpointError(
             f"cannot read '{p}': the file is truncated, corrupt or not a PyTorch checkpoint ({reason})"
         ) from None

@@ -15,7 +15,6 @@ import datetime as _dt
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,25 +157,19 @@ def find_reference(runner: Runner, reference: str | os.PathLike[str] | np.ndarra
     expected = tuple(int(v) for v in runner.image_size)
     if reference is not None:
         if isinstance(reference, np.ndarray):
-            pixels, source = reference, "the given array"
+            pixels, source, name, loaded = reference, "the given array", "reference", None
         else:
             # An image larger than the training image with the same aspect ratio is reduced
             # exactly as ingan-train --max-side reduced it (same loader, same filter).
             loaded = load_image(reference, max_side=max(expected))
-            pixels, source = loaded.pixels, f"`{os.fsdecode(reference)}`"
-            if tuple(pixels.shape[:2]) != expected:
-                original = next((m.group(1) for m in map(re.compile(r"image is (\d+x\d+); downscaled").match,
-                                                             loaded.notices) if m), None)
-                size = format_size(pixels.shape[:2])
-                what = f"is {original} (reduced to {size} like ingan-train would)" if original else f"is {size}"
-                raise ConfigError(
-                    f"reference '{os.fsdecode(reference)}' {what}, but the model was trained on a "
-                    f"{format_size(expected)} image; pass the training image"
-                )
+            pixels, source, name = loaded.pixels, f"`{os.fsdecode(reference)}`", f"reference '{os.fsdecode(reference)}'"
         if tuple(pixels.shape[:2]) != expected:
+            size = format_size(pixels.shape[:2])
+            what = (f"is {format_size(loaded.decoded_size)} (reduced to {size} like ingan-train would)"
+                    if loaded is not None and loaded.downscaled else f"is {size}")
             raise ConfigError(
-                f"reference is {format_size(pixels.shape[:2])} but the model was trained on a "
-                f"{format_size(expected)} image; pass the training image (at the size ingan-train used)"
+                f"{name} {what}, but the model was trained on a {format_size(expected)} image; pass the "
+                "training image"
             )
         if pixels.shape[2] == 3 and np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(
                 pixels[..., 1], pixels[..., 2]):

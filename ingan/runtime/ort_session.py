@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from ingan.errors import InganError, MissingDependencyError
+from ingan.errors import InganError, MissingDependencyError, first_line
 
 
 def import_onnxruntime() -> Any:
@@ -27,5 +27,5 @@ def create_session(path: str | os.PathLike[str], providers: Sequence[Any] | None
         return ort.InferenceSession(os.fspath(path), sess_options=options,
                                     providers=list(providers or ["CPUExecutionProvider"]))
     except Exception as exc:  # ORT raises its own exception types for corrupt/unsupported files
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise InganError(f"ONNX Runtime cannot load '{os.fspath(path)}': {first}") from None

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ingan.cli.common import Duration, format_duration, notice, setup_logging, user_errors
-from ingan.errors import CheckpointError, ConfigError
+from ingan.errors import CheckpointError, ConfigError, first_line
 
 QUICK_NOTE = (
     "The 'quick' preset is a smoke test: about 4-5 minutes on 2 CPU cores, and its results do "
@@ -26,6 +26,12 @@ FIXED_ON_RESUME = ("preset", "crop_size", "base_channels", "lr", "max_transform"
                    "max_side", "init_from")
 GRAPH_SIZE_STEP = 32  # --size-step default with --cuda-graphs (docs/training.md, "GPU speed")
 CHECKPOINT_NAME = "ckpt.pt"
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 @click.command(
@@ -50,13 +56,13 @@ CHECKPOINT_NAME = "ckpt.pt"
 @click.option("--crop-size", type=click.IntRange(min=32), help="Training crop side (multiple of 8).")
 @click.option("--base-channels", type=click.IntRange(min=1, max=1024), help="Generator base channels (paper: 64).")
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True, max=1.0),
-              callback=lambda ctx, param, value: _finite(value, "--lr"),
+              callback=_finite,
               help="Adam learning rate of G and D (paper: 5e-5, quick: 2e-4). The paper's rate is "
                    "tuned for 75k iterations; a run compressed with --iters may learn faster with a "
                    "larger one (measured with --init-from: 1e-4 helped, 2e-4 diverged; "
                    "docs/training.md).")
 @click.option("--max-transform", type=click.FloatRange(0.0, 1.0, max_open=True),
-              callback=lambda ctx, param, value: _finite(value, "--max-transform"),
+              callback=_finite,
               help="Homography augmentation magnitude for non-rectangular outputs (paper: 0 = off).")
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1),
               help="Random seed (default 0): same seed, same run on CPU.")
@@ -108,12 +114,6 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
         sys.exit(_train(ctx, **kwargs))
 
 
-def _finite(value: float | None, name: str) -> float | None:
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a finite number", param_hint=f"'{name}'")
-    return value
-
-
 def _explicit(ctx: click.Context, name: str) -> bool:
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
@@ -161,7 +161,7 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
         try:
             trainer = Trainer.from_checkpoint(ckpt, options, iters=opt["iters"])
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
-            detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            detail = first_line(exc, 160)
             raise CheckpointError(
                 f"'{resume}': its training state is damaged ({detail}); resume from another checkpoint, "
                 "or start a new run from its generator with --init-from"
@@ -205,12 +205,11 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
                 f"'{out / CHECKPOINT_NAME}' already exists; continue it with --resume "
                 f"{shlex.quote(str(out / CHECKPOINT_NAME))}, pick another --out, or pass --force to overwrite"
             )
-        every = 100 if opt["preset"] == "quick" else 1000
-        options = run_options({"save_every": every, "monitor_every": every})
+        options = run_options(_preset_intervals(opt["preset"]))
         try:
             trainer = Trainer(loaded.pixels, config, options, image_name=image.name)
         except ConfigError as exc:
-            if any("downscaled" in n for n in loaded.notices) and "too small" in str(exc):
+            if loaded.downscaled and "too small" in str(exc):
                 raise ConfigError(
                     f"{exc}; it was downscaled to fit --max-side {opt['max_side']}, so a larger --max-side "
                     "keeps more of its shorter side"
@@ -234,14 +233,18 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _preset_intervals(preset: str | None) -> dict[str, int]:
+    every = 100 if preset == "quick" else 1000
+    return {"save_every": every, "monitor_every": every}
+
+
 def _resume_defaults(payload: dict[str, Any]) -> dict[str, int]:
     """Save/monitor intervals of a resumed run: the run's own, else its preset's defaults."""
-    preset = payload.get("train_config", {}).get("preset")
-    every = 100 if preset == "quick" else 1000
     stored = payload.get("run_options") or {}
     return {
-        key: value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else every
-        for key, value in ((k, stored.get(k)) for k in ("save_every", "monitor_every"))
+        key: value if isinstance(value := stored.get(key), int) and not isinstance(value, bool) and value >= 1
+        else default
+        for key, default in _preset_intervals(payload.get("train_config", {}).get("preset")).items()
     }
 
 
@@ -275,7 +278,7 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
                    "shapes), so CUDA graphs will rarely be reused; start new runs with --size-step 32")
 
     stop: dict[str, Any] = {"reason": None, "signum": signal.SIGINT}
-    last_step = {"t": 0.0}
+    step_done: dict[str, float] = {}  # monotonic times at which this run's first and last steps ended
     started = time.monotonic()
     start_iter = trainer.iteration
 
@@ -298,9 +301,8 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
 
     def on_step(t: Any) -> None:
         bar.update(1)
-        now = time.monotonic()
-        stop.setdefault("first_step_done", now)
-        last_step["t"] = now
+        step_done.setdefault("first", time.monotonic())
+        step_done["last"] = time.monotonic()
         it = t.iteration
         if it % sync_every == 0 or it == cfg.iters:
             losses = t.losses()
@@ -329,9 +331,8 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
     elapsed = time.monotonic() - started
     # The speed leaves out the first step (allocation, kernel selection: seconds) and the final
     # save, so a short or interrupted run does not report a rate far below the steady one.
-    first, last = stop.get("first_step_done"), last_step["t"]
-    if done > 1 and first is not None and last > first:
-        rate = (done - 1) / (last - first)
+    if done > 1 and step_done["last"] > step_done["first"]:
+        rate = (done - 1) / (step_done["last"] - step_done["first"])
     else:
         rate = done / elapsed if elapsed > 0 else 0.0
     lo, hi = trainer.trained_scale_range()

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 import ingan
-from ingan.errors import CheckpointError, ConfigError, DeviceError
+from ingan.errors import CheckpointError, ConfigError, DeviceError, first_line
 from ingan.model.checkpoint import Checkpoint, save_checkpoint
 from ingan.model.discriminator import MultiScaleDiscriminator, scale_weights
 from ingan.model.generator import Generator
@@ -379,7 +379,7 @@ class Trainer:
             load_optimizer_state(trainer.opt_g, payload["optimizer_g"], fused=trainer.use_cuda or None)
             load_optimizer_state(trainer.opt_d, payload["optimizer_d"], fused=trainer.use_cuda or None)
         except (RuntimeError, KeyError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc, 160)
             raise CheckpointError(f"'{ckpt.path}': training state does not match its config ({first})") from None
         rng = payload["rng"]
         torch.set_rng_state(rng["torch"])

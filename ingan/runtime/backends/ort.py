@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ingan.errors import DeviceError, InganError
+from ingan.errors import DeviceError, InganError, first_line
 from ingan.metadata import MetadataError, ModelMetadata
 from ingan.runtime.base import Runner, graph_homography, to_hwc_uint8
 from ingan.runtime.ort_session import create_session, import_onnxruntime
@@ -64,12 +64,11 @@ class OrtRunner(Runner):
         chosen = choose_providers(ort.get_available_providers(), providers, device,
                                   self.path.parent / f".{self.path.name}.trt-cache")
         self.session = create_session(self.path, providers=chosen, threads=threads)
-        graph_inputs = {i.name for i in self.session.get_inputs()}
-        expected = {"size"} | ({"image"} if metadata.image_input else set()) | ({"homography"} if metadata.warp else set())
-        if graph_inputs != expected:
+        problems = metadata.input_problems(i.name for i in self.session.get_inputs())
+        if problems:
             raise MetadataError(
-                f"'{self.path.name}' has inputs {sorted(graph_inputs)} but its .json sidecar describes "
-                f"{sorted(expected)}; the sidecar does not belong to this model: re-export it"
+                f"'{self.path.name}' does not match its .json sidecar ({'; '.join(problems)}); the sidecar "
+                "does not belong to this model: re-export it"
             )
         self.providers = self.session.get_providers()
         requested_first = chosen[0][0] if isinstance(chosen[0], tuple) else chosen[0]
@@ -90,7 +89,7 @@ class OrtRunner(Runner):
         except Exception as exc:
             if not type(exc).__module__.startswith("onnxruntime"):
                 raise
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            detail = first_line(exc, 200)
             raise InganError(
                 f"ONNX Runtime failed at {size[1]}x{size[0]} ({detail}); for an allocation failure pick a "
                 "smaller size, otherwise the model or its .json sidecar is damaged: re-export it"

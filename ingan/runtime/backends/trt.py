@@ -31,8 +31,6 @@ from ingan.errors import ConfigError, DeviceError, InganError, MissingDependency
 from ingan.metadata import MetadataError, ModelMetadata
 from ingan.runtime.base import Runner, graph_homography, to_hwc_uint8
 from ingan.runtime.trt_engine import (
-    HOMOGRAPHY_INPUT,
-    IMAGE_INPUT,
     EngineLoadError,
     TrtEngineSession,
     _import_trt,
@@ -236,11 +234,7 @@ def check_tensorrt_version(info: Mapping[str, Any], module_name: str, module_ver
 def check_engine_matches_metadata(metadata: ModelMetadata, input_names: tuple[str, ...],
                                   size_range: tuple[tuple[int, int], tuple[int, int]], plan: Path) -> None:
     """The loaded engine's inputs and size profile are the ones the sidecar describes."""
-    problems = []
-    if (IMAGE_INPUT in input_names) != bool(metadata.image_input):
-        problems.append(f"image input: engine {IMAGE_INPUT in input_names}, metadata {bool(metadata.image_input)}")
-    if (HOMOGRAPHY_INPUT in input_names) != bool(metadata.warp):
-        problems.append(f"warp input: engine {HOMOGRAPHY_INPUT in input_names}, metadata {bool(metadata.warp)}")
+    problems = metadata.input_problems(input_names)
     wanted = (tuple(metadata.min_size), tuple(metadata.max_size))
     if tuple(map(tuple, size_range)) != wanted:
         problems.append(f"size range: engine {size_range}, metadata {wanted}")
