@@ -211,3 +211,16 @@ def test_unavailable_provider_is_named(models):
         ingan.runtime.load(models["onnx"], providers=["tensorrt"])
     with pytest.raises(InganError, match="onnxruntime-gpu"):
         ingan.runtime.load(models["onnx"], device="cuda")
+
+
+def test_provider_and_device_that_contradict_are_refused(tmp_path):
+    from ingan.runtime.backends.ort import choose_providers
+
+    available = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(InganError, match="--device cuda contradicts --provider cpu; drop one"):
+        choose_providers(available, ["cpu"], "cuda", tmp_path)
+    with pytest.raises(InganError, match="--device cpu contradicts --provider cuda"):
+        choose_providers(available, ["cuda"], "cpu", tmp_path)
+    assert choose_providers(available, ["cuda"], "cuda:0", tmp_path) == available
+    assert choose_providers(available, ["cpu"], "cpu", tmp_path) == ["CPUExecutionProvider"]
+    assert choose_providers(available, ["cpu"], None, tmp_path) == ["CPUExecutionProvider"]

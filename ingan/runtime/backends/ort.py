@@ -26,6 +26,13 @@ def choose_providers(available: Sequence[str], requested: Sequence[str] | None, 
     """Provider list in priority order, with options (TensorRT EP engine cache)."""
     if requested:
         names = [ALIASES.get(p.lower(), p) for p in requested]
+        gpu = [n for n in names if n != "CPUExecutionProvider"]
+        if device and (device == "cpu") == bool(gpu):
+            wanted = "--provider cpu" if device == "cpu" else "--provider cuda or tensorrt"
+            raise DeviceError(
+                f"--device {device} contradicts --provider {' '.join(requested)}; drop one of them, "
+                f"or pass {wanted}"
+            )
     elif device == "cpu":
         names = ["CPUExecutionProvider"]
     else:
