@@ -101,7 +101,8 @@ def _demo(out: Path, checkpoint: Path | None, train: bool, no_bench: bool, sweep
                            "train_wall_time_s": round(float(ckpt.payload["wall_time"]), 1),
                            "image": ckpt.payload["image_name"], "image_size": format_size((h, w)),
                            "scale_range": [round(v, 3) for v in ckpt.scale_range],
-                           "lineage": list(ckpt.payload.get("lineage", []))}
+                           "lineage": list(ckpt.payload.get("lineage", [])),
+                           "colour_calibration": ckpt.payload.get("colour_calibration")}
 
     # 2. export
     from ingan.export.pipeline import ExportOptions, export_checkpoint
@@ -192,7 +193,11 @@ def _write_index(out: Path, facts: dict[str, Any], wide: tuple[int, int], narrow
         + "".join(f" Warm-started from `{r.get('path')}` ({r.get('iteration', 0):,} iterations, preset "
                   f"`{r.get('preset')}`, crop {r.get('crop_size')})." for r in reversed(ck["lineage"]))
         + (f" {ck['iteration'] + sum(int(r.get('iteration') or 0) for r in ck['lineage']):,} iterations in all."
-           if ck["lineage"] else ""),
+           if ck["lineage"] else "")
+        + (" Output colour calibration (docs/model.md): gain "
+           + "/".join(f"{g:.3f}" for g in ck["colour_calibration"]["gain"]) + ", offset "
+           + "/".join(f"{o * 127.5:+.1f}" for o in ck["colour_calibration"]["offset"]) + " grey levels (R/G/B)."
+           if ck.get("colour_calibration") else ""),
         "",
         "## Retargets (ONNX Runtime, " + facts.get("runtime", "?") + ")",
         "",

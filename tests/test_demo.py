@@ -19,6 +19,7 @@ def test_demo_writes_an_index_linking_everything(tiny_checkpoint, tmp_path):
         assert f"({link})" in index and (out / link).exists(), link
     assert (out / "model" / "model.onnx").exists() and (out / "model" / "model_fp16.onnx").exists()
     assert "| 104x40 | InGAN |" in index  # the quality table is inlined
+    assert "Output colour calibration (docs/model.md): gain " in index
     assert "\n# " not in index.split("\n", 1)[1]  # sub-report headings are demoted
 
 

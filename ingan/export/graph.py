@@ -76,6 +76,7 @@ def deployable_generator(generator: Generator, precision: str = "fp32") -> Gener
     g = Generator(replace(generator.config, spectral_norm=False))
     g.load_state_dict(baked_state_dict(generator))
     g = g.float().eval()
+    g.set_colour_calibration(generator.colour_calibration)  # not in the state dict
     # The entry block stays FP32: it runs on the baked image and is constant-folded.
     _swap_norms(g.entry, fp32_norm=False)
     for part in (g.down, g.bottleneck, g.up, g.final):

@@ -22,6 +22,7 @@ import torch
 from ingan.errors import CheckpointError, ConfigError, OutputPathError, first_line
 from ingan.fsutil import atomic_path
 from ingan.metadata import sha256_of
+from ingan.model.calibration import ColourCalibration
 from ingan.model.config import GeneratorConfig
 from ingan.model.generator import Generator
 
@@ -50,6 +51,8 @@ _SCHEMA: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "rng": (dict, False),
     # Earlier runs this generator was warm-started from (--init-from), oldest first.
     "lineage": (list, False),
+    # Per-channel output gain/offset fitted on the training image (ingan/model/calibration.py).
+    "colour_calibration": (dict, False),
 }
 TRAINING_STATE_KEYS = ("discriminator", "optimizer_g", "optimizer_d", "rng")
 
@@ -83,6 +86,11 @@ class Checkpoint:
         return float(lo), float(hi)
 
     @property
+    def colour_calibration(self) -> ColourCalibration | None:
+        data = self.payload.get("colour_calibration")
+        return None if data is None else ColourCalibration.from_dict(data)  # validated on load
+
+    @property
     def has_training_state(self) -> bool:
         return all(k in self.payload for k in TRAINING_STATE_KEYS)
 
@@ -96,6 +104,7 @@ class Checkpoint:
             raise CheckpointError(
                 f"'{self.path}': generator weights do not match its architecture config ({first})"
             ) from None
+        generator.set_colour_calibration(self.colour_calibration)
         return generator.to(device).eval()
 
 
@@ -207,6 +216,11 @@ def _validate(path: Path, data: Any) -> None:
                 f"'{path}': generator weight '{name}' holds NaN or infinite values (training diverged?); "
                 "use an earlier checkpoint"
             )
+    if "colour_calibration" in data:
+        try:
+            ColourCalibration.from_dict(data["colour_calibration"])
+        except ConfigError as exc:
+            raise CheckpointError(f"'{path}': {exc}; drop the field or refit it (python -m ingan.train.calibrate)") from None
     scale_range = data["scale_range"]
     if len(scale_range) != 2 or not all(isinstance(v, (int, float)) for v in scale_range) or not (
         0 < scale_range[0] <= scale_range[1] <= MAX_SCALE

@@ -2,7 +2,11 @@
 
 Layout (defaults = the paper): entry 7x7 conv -> resize or warp of the *feature map* to
 the output size -> 3 x (3x3 conv, max-pool) -> 6 bottleneck res-blocks -> 3 x (nearest x2,
-3x3 conv) with additive U-Net skips -> 7x7 conv -> tanh.
+3x3 conv) with additive U-Net skips -> 7x7 conv -> tanh [-> colour calibration].
+
+The optional per-channel colour calibration (ingan/model/calibration.py) is not a trained
+weight: it is fitted after training, kept outside the state dict, and set with
+`set_colour_calibration`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ingan.model.calibration import ColourCalibration, fit_from_moments
 from ingan.model.config import GeneratorConfig
 from ingan.model.layers import conv, lrelu, norm
 from ingan.model.sizes import internal_size
@@ -58,6 +63,20 @@ class Generator(nn.Module):
             _conv_block(c * 2 ** (i + 1), c * 2**i, sn) for i in reversed(range(n_down))
         )
         self.final = nn.Sequential(nn.ReflectionPad2d(3), conv(c, 3, 7, sn=False), nn.Tanh())
+        self.colour_calibration: ColourCalibration | None = None
+        # Non-persistent: the state dict stays the trained weights only (checkpoints keep
+        # the calibration in their own field), but the buffers follow .to(device).
+        self.register_buffer("_colour_gain", torch.ones(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_colour_offset", torch.zeros(1, 3, 1, 1), persistent=False)
+
+    def set_colour_calibration(self, calibration: ColourCalibration | None) -> None:
+        """Apply `calibration` to every output from now on (None: the raw tanh output)."""
+        self.colour_calibration = calibration
+        if calibration is not None:
+            device = self._colour_gain.device
+            self._colour_gain = torch.tensor(calibration.gain, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+            self._colour_offset = torch.tensor(calibration.offset, dtype=torch.float32,
+                                               device=device).view(1, 3, 1, 1)
 
     # The three stages are public so the exporter can compose them with graph-side size logic.
     def encode(self, image: torch.Tensor) -> torch.Tensor:
@@ -75,7 +94,10 @@ class Generator(nn.Module):
         for i, block in enumerate(self.up):
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             x = block(x) + pyramid[-i - 2]
-        return self.final(x)
+        out = self.final(x)
+        if self.colour_calibration is not None:
+            out = (out * self._colour_gain.to(out.dtype) + self._colour_offset.to(out.dtype)).clamp(-1.0, 1.0)
+        return out
 
     def forward(
         self,
@@ -100,3 +122,43 @@ class Generator(nn.Module):
             top, left = (ih - height) // 2, (iw - width) // 2
             out = out[:, :, top : top + height, left : left + width]
         return out
+
+
+@torch.no_grad()
+def fit_colour_calibration(generator: Generator, image: torch.Tensor, iteration: int = 0) -> ColourCalibration:
+    """Fit the calibration on the training image `image` ([1, 3, H, W] in [-1, 1]).
+
+    Runs the raw generator once at the image's own size, in eval mode and FP32, and leaves
+    the generator exactly as it was (mode, calibration, no RNG use): safe mid-training.
+    """
+    previous, was_training = generator.colour_calibration, generator.training
+    generator.colour_calibration = None
+    generator.eval()
+    try:
+        with torch.autocast(device_type=image.device.type, enabled=False):
+            raw = generator(image.float(), tuple(image.shape[2:])).double()
+    finally:
+        generator.colour_calibration = previous
+        generator.train(was_training)
+    target = image.double()
+    t_mean, t_std = _channel_moments(target)
+    r_mean, r_std = _channel_moments(raw)
+    calibration = fit_from_moments(t_mean, t_std, r_mean, r_std, iteration)
+    # The clamp to [-1, 1] moves the moments where the affine pushes values past it (dark or
+    # bright images). Fixed-point steps: aim the unclamped mean/std off by what the clamp
+    # costs, until the clamped output matches.
+    for _ in range(10):
+        gain = torch.tensor(calibration.gain, dtype=raw.dtype, device=raw.device).view(1, 3, 1, 1)
+        offset = torch.tensor(calibration.offset, dtype=raw.dtype, device=raw.device).view(1, 3, 1, 1)
+        o_mean, o_std = _channel_moments((raw * gain + offset).clamp(-1.0, 1.0))
+        if max(abs(a - b) for a, b in zip(o_mean + o_std, t_mean + t_std)) < 1e-5:
+            break
+        aim_mean = [g * rm + o + tm - om for g, rm, o, tm, om in
+                    zip(calibration.gain, r_mean, calibration.offset, t_mean, o_mean)]
+        aim_std = [g * rs * ts / max(os_, 1e-6) for g, rs, ts, os_ in zip(calibration.gain, r_std, t_std, o_std)]
+        calibration = fit_from_moments(aim_mean, aim_std, r_mean, r_std, iteration)
+    return calibration
+
+
+def _channel_moments(t: torch.Tensor) -> tuple[list[float], list[float]]:
+    return t.mean(dim=(0, 2, 3)).tolist(), t.std(dim=(0, 2, 3), unbiased=False).tolist()

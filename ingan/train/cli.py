@@ -93,6 +93,14 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               help="Start a new run with the generator weights of CKPT (any ingan checkpoint, serving "
                    "ones included; same architecture). Discriminator and optimisers start fresh and the "
                    "schedule starts at iteration 0. For continuing a run exactly, use --resume.")
+@click.option("--even-scale-weights", is_flag=True,
+              help="Hold the discriminator's per-scale weights once they are even instead of letting "
+                   "them move on to the fine scales (not the paper's schedule; recommended when "
+                   "extending a compressed run with --resume --iters; docs/training.md).")
+@click.option("--colour-calibration/--no-colour-calibration", default=True, show_default=True,
+              help="Store in every checkpoint a per-channel output gain/offset, fitted so the "
+                   "1x retarget has the image's colour mean and spread (corrects the global colour "
+                   "drift of undertrained generators; not in the paper; docs/model.md).")
 @click.option("--force", is_flag=True, help="Overwrite an existing ckpt.pt in the output folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; errors and the summary only.")
 @click.pass_context
@@ -143,6 +151,7 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
             monitor_every=opt["monitor_every"] or defaults["monitor_every"],
             time_budget=opt["time_budget"],
             quiet=opt["quiet"],
+            colour_calibration=opt["colour_calibration"],
         )
 
     # The output folder is created only once every check has passed, so a refused run
@@ -159,7 +168,8 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
             )
         options = run_options(_resume_defaults(ckpt.payload))
         try:
-            trainer = Trainer.from_checkpoint(ckpt, options, iters=opt["iters"])
+            trainer = Trainer.from_checkpoint(ckpt, options, iters=opt["iters"],
+                                              even_scale_weights=opt["even_scale_weights"])
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             detail = first_line(exc, 160)
             raise CheckpointError(
@@ -199,6 +209,8 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
             max_transform=opt["max_transform"],
             seed=opt["seed"],
         )
+        if opt["even_scale_weights"]:
+            config = config.holding_even_scale_weights()
         out = Path(opt["out"] or Path("runs") / image.stem)
         if (out / CHECKPOINT_NAME).exists() and not opt["force"]:
             raise ConfigError(

@@ -124,6 +124,14 @@ class TrainConfig:
         hold = self.scale_weights_hold_at or (self.iters if iters > self.iters else 0)
         return replace(self, iters=iters, scale_weights_hold_at=hold)
 
+    def holding_even_scale_weights(self) -> "TrainConfig":
+        """D's scale weights stop moving once they are even (`--even-scale-weights`).
+
+        The schedule's fine-heavy end suits the paper's 75k iterations; for a compressed
+        or extended run, even weights keep the coarse scales (where a stretched object
+        looks wrong) in play (benchmarks/results/2026-11-27-cpu-even-scale-weights)."""
+        return replace(self, scale_weights_hold_at=self.scale_weights_even_at)
+
     def scale_weight_iteration(self, iteration: int) -> int:
         """The iteration whose D scale weights `iteration` uses."""
         hold = self.scale_weights_hold_at
@@ -180,3 +188,6 @@ class RunOptions:
     monitor_every: int = 1000
     time_budget: float | None = None  # seconds of wall clock for this invocation
     quiet: bool = False
+    # Fit the per-channel output colour calibration into every saved checkpoint
+    # (ingan/model/calibration.py); it never changes the training maths.
+    colour_calibration: bool = True

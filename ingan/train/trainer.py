@@ -18,7 +18,7 @@ import ingan
 from ingan.errors import CheckpointError, ConfigError, DeviceError, first_line
 from ingan.model.checkpoint import Checkpoint, save_checkpoint
 from ingan.model.discriminator import MultiScaleDiscriminator, scale_weights
-from ingan.model.generator import Generator
+from ingan.model.generator import Generator, fit_colour_calibration
 from ingan.model.warp import top_shift_homography
 from ingan.train.config import RunOptions, TrainConfig
 from ingan.train.schedule import lr_factor, sample_output_size, sample_shifts, scale_range
@@ -294,6 +294,9 @@ class Trainer:
         h, w = self.image.shape[2:]
         size = scaled_size(h, w, scale_y, scale_x)
         size = (max(size[0], self.config.generator.min_size), max(size[1], self.config.generator.min_size))
+        # Monitors show what the checkpoint saved now would produce (calibration included).
+        if self.options.colour_calibration:
+            self.G.set_colour_calibration(fit_colour_calibration(self.G, self.image, self.iteration))
         was_training = self.G.training
         self.G.eval()
         try:
@@ -301,6 +304,7 @@ class Trainer:
                 out = self.G(self.image, size)
         finally:
             self.G.train(was_training)
+            self.G.set_colour_calibration(None)
         return tensor_to_image(out)
 
     # ------------------------------------------------------------ checkpoint
@@ -332,6 +336,9 @@ class Trainer:
             payload["losses"] = asdict(self.last_losses)
         if self.lineage:
             payload["lineage"] = list(self.lineage)
+        if self.options.colour_calibration:
+            # Refitted at every save from the raw generator; training itself never uses it.
+            payload["colour_calibration"] = fit_colour_calibration(self.G, self.image, self.iteration).to_dict()
         return payload
 
     def init_generator_from(self, ckpt: Checkpoint) -> None:
@@ -359,9 +366,11 @@ class Trainer:
 
     @classmethod
     def from_checkpoint(
-        cls, ckpt: Checkpoint, options: RunOptions | None = None, iters: int | None = None
+        cls, ckpt: Checkpoint, options: RunOptions | None = None, iters: int | None = None,
+        even_scale_weights: bool = False,
     ) -> "Trainer":
-        """Rebuild a trainer exactly as it was when `ckpt` was saved."""
+        """Rebuild a trainer exactly as it was when `ckpt` was saved (then extended to `iters`
+        and/or holding even D scale weights, if asked)."""
         if not ckpt.has_training_state:
             raise CheckpointError(
                 f"cannot resume from '{ckpt.path}': it holds only the generator (a serving "
@@ -371,6 +380,8 @@ class Trainer:
         config = TrainConfig.from_dict(ckpt.payload["train_config"])
         if iters is not None:
             config = config.extended(iters)
+        if even_scale_weights:
+            config = config.holding_even_scale_weights()
         payload = ckpt.payload
         trainer = cls(ckpt.image, config, options, image_name=str(payload["image_name"]))
         try:

@@ -47,6 +47,21 @@ def test_any_size_in_range_matches_pytorch(default_export, tiny_checkpoint, size
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
 
 
+def test_the_colour_calibration_is_part_of_the_graph(default_export, tiny_checkpoint):
+    out, _ = default_export
+    ckpt = load_checkpoint(tiny_checkpoint)
+    calibrated = ckpt.build_generator()
+    assert calibrated.colour_calibration is not None and calibrated.colour_calibration.gain != (1.0, 1.0, 1.0)
+    raw = ckpt.build_generator()
+    raw.set_colour_calibration(None)
+    size = (40, 80)
+    for name in ("model.onnx", "model_fp16.onnx"):
+        got = create_session(out / name).run(None, {"size": np.array(size, dtype=np.int64)})[0].astype(int)
+        with_cal = torch_reference(calibrated, image_tensor(ckpt), size, "uint8", None).astype(int)
+        without = torch_reference(raw, image_tensor(ckpt), size, "uint8", None).astype(int)
+        assert np.abs(got - with_cal).mean() < 0.5 < np.abs(got - without).mean(), name
+
+
 def test_metadata_describes_the_model(default_export, tiny_checkpoint):
     out, _ = default_export
     meta = ModelMetadata.read(sidecar_path(out / "model.onnx"))

@@ -101,3 +101,16 @@ def test_extended_run_holds_the_scale_weights_at_the_original_end():
     assert longer.extended(12_000).scale_weights_hold_at == 3_600
     assert cfg.extended(3_000).scale_weights_hold_at == 0
     assert TrainConfig.from_dict(longer.to_dict()) == longer
+
+
+def test_even_scale_weights_hold_once_even():
+    from ingan.model.config import DiscriminatorConfig
+    from ingan.model.discriminator import scale_weights
+
+    cfg = PRESETS["paper"].rescaled(3_600).extended(10_200).holding_even_scale_weights()
+    assert cfg.scale_weights_hold_at == cfg.scale_weights_even_at == 1_200
+    assert cfg.scale_weight_iteration(600) == 600  # still coarse-heavy before the even point
+    weights = scale_weights(cfg.scale_weight_iteration(9_000), 128, DiscriminatorConfig(), cfg.scale_weights_even_at)
+    assert len(weights) > 3 and weights == pytest.approx([1 / len(weights)] * len(weights))
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+

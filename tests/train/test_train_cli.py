@@ -72,6 +72,19 @@ def test_resume_can_extend_iterations(tmp_path, image_file):
     assert fixed.exit_code == 2 and "--crop-size cannot change on --resume" in fixed.output
 
 
+def test_even_scale_weights_on_resume_and_on_new_runs(tmp_path, image_file):
+    out = tmp_path / "r"
+    run(image_file, *TINY, "--iters", "2", "-o", out, "-q")
+    result = run("--resume", out / "ckpt.pt", "--iters", "3", "--even-scale-weights", "--device", "cpu", "-q")
+    assert result.exit_code == 0, result.output
+    config = load_checkpoint(out / "ckpt.pt").payload["train_config"]
+    assert config["scale_weights_hold_at"] == config["scale_weights_even_at"]
+    fresh = tmp_path / "n"
+    assert run(image_file, *TINY, "--iters", "2", "-o", fresh, "--even-scale-weights", "-q").exit_code == 0
+    config = load_checkpoint(fresh / "ckpt.pt").payload["train_config"]
+    assert config["scale_weights_hold_at"] == config["scale_weights_even_at"]
+
+
 def test_resume_keeps_the_runs_save_and_monitor_intervals(tmp_path, image_file):
     out = tmp_path / "r"
     run(image_file, *TINY, "--iters", "2", "--save-every", "3", "-o", out, "-q")

@@ -43,6 +43,8 @@ def test_checkpoint_round_trip(tmp_path, image, tiny_config):
     np.testing.assert_array_equal(ckpt.image, image)
     assert ckpt.payload["train_config"] == tiny_config.to_dict()
     g = ckpt.build_generator()
+    assert g.colour_calibration is not None  # checked in tests/model/test_calibration.py
+    g.set_colour_calibration(None)  # the trained weights themselves round-trip exactly
     trainer.G.eval()
     x = torch.rand(1, 3, 32, 40)
     with torch.no_grad():
