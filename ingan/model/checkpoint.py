@@ -134,8 +134,12 @@ def slim_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if k not in TRAINING_STATE_KEYS}
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Load and validate; every failure is a CheckpointError with the reason and fix."""
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
+                    drop_colour_calibration: bool = False) -> Checkpoint:
+    """Load and validate; every failure is a CheckpointError with the reason and fix.
+
+    `drop_colour_calibration` discards the stored calibration before validating it (for
+    refitting a damaged one)."""
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"checkpoint '{p}' does not exist; check the path")
@@ -163,6 +167,8 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(
             f"cannot read '{p}': the file is truncated, corrupt or not a PyTorch checkpoint ({reason})"
         ) from None
+    if drop_colour_calibration and isinstance(data, dict):
+        data.pop("colour_calibration", None)
     _validate(p, data)
     return Checkpoint(path=p, payload=data)
 
@@ -220,7 +226,9 @@ def _validate(path: Path, data: Any) -> None:
         try:
             ColourCalibration.from_dict(data["colour_calibration"])
         except ConfigError as exc:
-            raise CheckpointError(f"'{path}': {exc}; drop the field or refit it (python -m ingan.train.calibrate)") from None
+            raise CheckpointError(
+                f"'{path}': {exc}; refit it with python -m ingan.train.calibrate CKPT (or --remove it)"
+            ) from None
     scale_range = data["scale_range"]
     if len(scale_range) != 2 or not all(isinstance(v, (int, float)) for v in scale_range) or not (
         0 < scale_range[0] <= scale_range[1] <= MAX_SCALE

@@ -19,17 +19,18 @@ def calibrate_checkpoint(source: str | Path, target: str | Path | None = None, r
 
     Returns the calibration written (its dict), or None when removed. The write is atomic.
     """
+    import torch
+
     from ingan.model.checkpoint import load_checkpoint, save_checkpoint
     from ingan.model.generator import fit_colour_calibration
     from ingan.train.trainer import image_to_tensor
 
-    ckpt = load_checkpoint(source)
+    ckpt = load_checkpoint(source, drop_colour_calibration=True)  # a damaged one is replaced anyway
     payload = dict(ckpt.payload)
-    payload.pop("colour_calibration", None)
     calibration = None
     if not remove:
         generator = ckpt.build_generator("cpu")
-        image = image_to_tensor(ckpt.image, generator._colour_gain.device)
+        image = image_to_tensor(ckpt.image, torch.device("cpu"))
         calibration = fit_colour_calibration(generator, image, ckpt.iteration).to_dict()
         payload["colour_calibration"] = calibration
     save_checkpoint(target or source, payload)

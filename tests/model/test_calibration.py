@@ -126,9 +126,15 @@ def test_a_damaged_calibration_is_a_one_line_checkpoint_error(tmp_path, image, t
     payload.update(format="ingan-checkpoint", format_version=1)
     payload["colour_calibration"] = {"gain": [1.0, 1.0, 50.0], "offset": [0.0, 0.0, 0.0]}
     torch.save(payload, tmp_path / "bad.pt")
-    with pytest.raises(CheckpointError, match=r"gains must lie.*ingan.train.calibrate") as info:
+    with pytest.raises(CheckpointError, match=r"gains must lie.*refit it with python -m ingan.train.calibrate") as info:
         load_checkpoint(tmp_path / "bad.pt")
     assert "\n" not in str(info.value)
     with pytest.raises(CheckpointError):
         save_checkpoint(tmp_path / "bad2.pt", payload)
     assert not (tmp_path / "bad2.pt").exists()
+    # The suggested fix works on exactly such a file.
+    from ingan.train.calibrate import calibrate_checkpoint
+
+    assert calibrate_checkpoint(tmp_path / "bad.pt")["gain"] != [1.0, 1.0, 50.0]
+    assert load_checkpoint(tmp_path / "bad.pt").colour_calibration is not None
+
