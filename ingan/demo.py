@@ -196,7 +196,7 @@ def _write_index(out: Path, facts: dict[str, Any], wide: tuple[int, int], narrow
            if ck["lineage"] else "")
         + (" Output colour calibration (docs/model.md): gain "
            + "/".join(f"{g:.3f}" for g in ck["colour_calibration"]["gain"]) + ", offset "
-           + "/".join(f"{o * 127.5:+.1f}" for o in ck["colour_calibration"]["offset"]) + " grey levels (R/G/B)."
+           + "/".join(f"{o * 127.5:+.1f}" for o in ck["colour_calibration"]["offset"]) + " grey levels (R/G/B; out = gain x (raw - 127.5) + 127.5 + offset)."
            if ck.get("colour_calibration") else ""),
         "",
         "## Retargets (ONNX Runtime, " + facts.get("runtime", "?") + ")",
