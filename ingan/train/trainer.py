@@ -338,7 +338,10 @@ class Trainer:
             payload["lineage"] = list(self.lineage)
         if self.options.colour_calibration:
             # Refitted at every save from the raw generator; training itself never uses it.
-            payload["colour_calibration"] = fit_colour_calibration(self.G, self.image, self.iteration).to_dict()
+            try:
+                payload["colour_calibration"] = fit_colour_calibration(self.G, self.image, self.iteration).to_dict()
+            except ConfigError:
+                pass  # non-finite output (diverged weights): the checkpoint's weight check names that
         return payload
 
     def init_generator_from(self, ckpt: Checkpoint) -> None:

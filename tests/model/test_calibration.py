@@ -138,3 +138,11 @@ def test_a_damaged_calibration_is_a_one_line_checkpoint_error(tmp_path, image, t
     assert calibrate_checkpoint(tmp_path / "bad.pt")["gain"] != [1.0, 1.0, 50.0]
     assert load_checkpoint(tmp_path / "bad.pt").colour_calibration is not None
 
+
+
+def test_a_diverged_generator_is_reported_as_such_not_as_a_calibration_problem(tmp_path, image, tiny_config):
+    trainer = Trainer(image, tiny_config, RunOptions(device="cpu"))
+    with torch.no_grad():
+        trainer.G.final[1].bias.fill_(float("nan"))
+    with pytest.raises(CheckpointError, match="NaN or infinite values"):
+        trainer.save(tmp_path / "ckpt.pt")
