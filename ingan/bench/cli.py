@@ -65,7 +65,9 @@ def _check_peak(ctx: click.Context, param: click.Parameter, value: float | None)
 
 
 def _check_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
-    if not name or "/" in name or "\\" in name or name.startswith("."):
+    from ingan.fsutil import is_plain_stem
+
+    if not is_plain_stem(name):
         raise click.BadParameter(f"'{name}' is not a plain file stem; use e.g. 'bench'", param_hint="'--name'")
     return name
 

@@ -29,7 +29,7 @@ from ingan.export.validate import (
     compare_outputs,
     tolerance_text,
 )
-from ingan.fsutil import atomic_path, ensure_output_dir
+from ingan.fsutil import atomic_path, ensure_output_dir, is_plain_stem
 from ingan.metadata import ModelMetadata, TensorSpec, sha256_of, sidecar_path
 from ingan.model.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from ingan.model.generator import Generator
@@ -224,7 +224,7 @@ def export_checkpoint(
         available, reason = tensorrt_status()
         if not available:  # fail before spending minutes on ONNX
             raise InganError(f"--engine: cannot build a TensorRT engine: {reason}")
-    if not options.name or "/" in options.name or options.name.startswith("."):
+    if not is_plain_stem(options.name):
         raise ConfigError(f"invalid --name '{options.name}'; use a plain file stem such as 'model'")
     sizes = size_range(ckpt, options)
     generator = ckpt.build_generator()

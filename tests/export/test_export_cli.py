@@ -113,3 +113,9 @@ def test_opset_17_and_giant_sizes_are_refused(tiny_checkpoint, tmp_path):
     result = CliRunner().invoke(main, [str(tiny_checkpoint), "--no-engine", "--max-size", "100000x100000",
                                        "-o", str(tmp_path / "b")])
     assert result.exit_code == 1 and "exceeds 8192 px per side" in result.output
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "a\\b", ".hidden"])
+def test_name_must_be_a_plain_file_stem(tiny_checkpoint, tmp_path, name):
+    one_line_error(run(tiny_checkpoint, "-o", tmp_path / "o", "--name", name), "use a plain file stem")
+    assert not (tmp_path / "o").exists()  # refused before anything is written
