@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-from ingan.errors import ConfigError, ImageError, OutputPathError
+from ingan.errors import ConfigError, ImageError, OutputPathError, first_line
 from ingan.fsutil import atomic_path
 
 __all__ = ["LoadedImage", "SUPPORTED_SAVE_SUFFIXES", "load_image", "save_image"]
@@ -292,7 +292,7 @@ def _unidentified_message(fh: object, source: str) -> str:
 
 
 def _corrupt_message(exc: BaseException, source: str) -> str:
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    detail = first_line(exc, None)
     return (
         f"cannot read '{source}': file is truncated or corrupt ({detail}); "
         "re-export or re-download the image"

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ingan.errors import InganError
+from ingan.errors import InganError, first_line
 
 # Stated tolerances. FP32: outputs agree to within one uint8 level (float: 2e-3 of the
 # [0, 1] range): FP32 reassociation differences are ~1e-4 and round to at most one level.
@@ -93,7 +93,7 @@ def check_model(path: str | Path) -> "onnx.ModelProto":  # noqa: F821
         model = onnx.load(str(path))
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = str(exc).strip().splitlines()[0][:300]
+        first = first_line(exc)
         raise ValidationError(f"the exported ONNX graph is invalid: {first}") from None
     return model
 

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from ingan.collage import frame, grid
-from ingan.errors import ConfigError, InganError, OutputPathError
+from ingan.errors import ConfigError, InganError, OutputPathError, first_line
 from ingan.fsutil import atomic_path
 from ingan.homography import top_shift_homography
 from ingan.runtime.base import Runner
@@ -332,7 +332,7 @@ def _write_mp4(frames: Iterator[np.ndarray], tmp: Path, fps: float) -> None:
         writer.close()
         writer = None
     except (RuntimeError, BrokenPipeError) as exc:
-        raise InganError(f"ffmpeg could not write the MP4: {str(exc).strip().splitlines()[0][:300]}") from None
+        raise InganError(f"ffmpeg could not write the MP4: {first_line(exc)}") from None
     finally:
         if writer is not None:
             writer.close()

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ingan.errors import DeviceError
+from ingan.errors import DeviceError, first_line
 from ingan.model.layers import set_in_place_power_iteration
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ class CudaGraphSteps:
             with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
                 outputs = self.inputs.compute(plan)
         except RuntimeError as exc:  # unsupported op, out of memory, driver limits...
-            reason = f"capture of output size {key[0][1]}x{key[0][0]} failed: {str(exc).splitlines()[0]}"
+            reason = f"capture of output size {key[0][1]}x{key[0][0]} failed: {first_line(exc, None)}"
             log.warning("CUDA graphs off for the rest of this run (%s); continuing eagerly", reason)
             self._stats.disabled_reason = reason
             return None
