@@ -16,6 +16,7 @@ from torch.nn.utils import parametrize
 
 import ingan
 from ingan.errors import CheckpointError, ConfigError, DeviceError, first_line
+from ingan.model.calibration import ColourCalibration
 from ingan.model.checkpoint import Checkpoint, save_checkpoint
 from ingan.model.discriminator import MultiScaleDiscriminator, scale_weights
 from ingan.model.generator import Generator, fit_colour_calibration
@@ -133,6 +134,7 @@ class Trainer:
         self.iteration = 0
         self.wall_time = 0.0  # seconds spent in step() over all runs of this checkpoint
         self.last_losses: StepLosses | None = None
+        self._calibration: tuple[int, ColourCalibration | None] | None = None  # (iteration, fit)
         self._pending: tuple[torch.Tensor, ...] = ()
         self.lineage: list[dict[str, Any]] = []  # warm starts this generator came from
         self._graphs: Any = None  # CudaGraphSteps when options.cuda_graphs
@@ -295,8 +297,7 @@ class Trainer:
         size = scaled_size(h, w, scale_y, scale_x)
         size = (max(size[0], self.config.generator.min_size), max(size[1], self.config.generator.min_size))
         # Monitors show what the checkpoint saved now would produce (calibration included).
-        if self.options.colour_calibration:
-            self.G.set_colour_calibration(fit_colour_calibration(self.G, self.image, self.iteration))
+        self.G.set_colour_calibration(self.colour_calibration())
         was_training = self.G.training
         self.G.eval()
         try:
@@ -336,13 +337,24 @@ class Trainer:
             payload["losses"] = asdict(self.last_losses)
         if self.lineage:
             payload["lineage"] = list(self.lineage)
-        if self.options.colour_calibration:
-            # Refitted at every save from the raw generator; training itself never uses it.
-            try:
-                payload["colour_calibration"] = fit_colour_calibration(self.G, self.image, self.iteration).to_dict()
-            except ConfigError:
-                pass  # non-finite output (diverged weights): the checkpoint's weight check names that
+        calibration = self.colour_calibration()
+        if calibration is not None:
+            payload["colour_calibration"] = calibration.to_dict()
         return payload
+
+    def colour_calibration(self) -> ColourCalibration | None:
+        """G's output calibration as G is now (None when switched off, or when G's output is
+        not finite: the checkpoint's weight check names that). Fitted from the raw generator
+        once per iteration, shared by the save and every monitor tile; training never uses it."""
+        if not self.options.colour_calibration:
+            return None
+        if self._calibration is None or self._calibration[0] != self.iteration:
+            try:
+                fitted: ColourCalibration | None = fit_colour_calibration(self.G, self.image, self.iteration)
+            except ConfigError:
+                fitted = None
+            self._calibration = (self.iteration, fitted)
+        return self._calibration[1]
 
     def init_generator_from(self, ckpt: Checkpoint) -> None:
         """Warm start: copy another checkpoint's generator weights (same architecture)."""
@@ -351,6 +363,7 @@ class Trainer:
                 f"'{ckpt.path}' has generator {ckpt.generator_config}, this run needs {self.config.generator}; "
                 "pass matching --preset/--base-channels"
             )
+        self._calibration = None  # G changes without a step
         try:
             self.G.load_state_dict(ckpt.payload["generator"])
         except (RuntimeError, KeyError) as exc:

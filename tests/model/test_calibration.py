@@ -146,3 +146,21 @@ def test_a_diverged_generator_is_reported_as_such_not_as_a_calibration_problem(t
         trainer.G.final[1].bias.fill_(float("nan"))
     with pytest.raises(CheckpointError, match="NaN or infinite values"):
         trainer.save(tmp_path / "ckpt.pt")
+
+
+def test_one_fit_per_iteration_serves_the_save_and_every_monitor_tile(tmp_path, image, tiny_config, monkeypatch):
+    import ingan.train.trainer as trainer_module
+    from ingan.train.monitor import MONITOR_SCALES, write_monitor
+
+    calls = []
+    real_fit = trainer_module.fit_colour_calibration
+    monkeypatch.setattr(trainer_module, "fit_colour_calibration", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    trainer = Trainer(image, tiny_config, RunOptions(device="cpu"))
+    trainer.step()
+    trainer.save(tmp_path / "ckpt.pt")
+    write_monitor(trainer, tmp_path)  # len(MONITOR_SCALES) retargets
+    assert len(MONITOR_SCALES) > 1 and len(calls) == 1
+    trainer.step()  # G changed: refitted
+    trainer.save(tmp_path / "ckpt.pt")
+    assert len(calls) == 2
+    assert load_checkpoint(tmp_path / "ckpt.pt").colour_calibration == trainer.colour_calibration()
