@@ -182,6 +182,7 @@ def _read(path: Path) -> str:
 def _write_index(out: Path, facts: dict[str, Any], wide: tuple[int, int], narrow: tuple[int, int],
                  no_bench: bool) -> None:
     from ingan.fsutil import atomic_path
+    from ingan.model.calibration import ColourCalibration
 
     ck = facts["checkpoint"]
     lines = [
@@ -194,9 +195,8 @@ def _write_index(out: Path, facts: dict[str, Any], wide: tuple[int, int], narrow
                   f"`{r.get('preset')}`, crop {r.get('crop_size')})." for r in reversed(ck["lineage"]))
         + (f" {ck['iteration'] + sum(int(r.get('iteration') or 0) for r in ck['lineage']):,} iterations in all."
            if ck["lineage"] else "")
-        + (" Output colour calibration (docs/model.md): gain "
-           + "/".join(f"{g:.3f}" for g in ck["colour_calibration"]["gain"]) + ", offset "
-           + "/".join(f"{o * 127.5:+.1f}" for o in ck["colour_calibration"]["offset"]) + " grey levels (R/G/B; out = gain x (raw - 127.5) + 127.5 + offset)."
+        + (" Output colour calibration (docs/model.md): "
+           f"{ColourCalibration.from_dict(ck['colour_calibration']).describe()}."
            if ck.get("colour_calibration") else ""),
         "",
         "## Retargets (ONNX Runtime, " + facts.get("runtime", "?") + ")",

@@ -51,6 +51,12 @@ class ColourCalibration:
         return {"gain": [float(g) for g in self.gain], "offset": [float(o) for o in self.offset],
                 "fitted_at_iteration": self.fitted_at_iteration, "method": METHOD}
 
+    def describe(self) -> str:
+        """For people: the six numbers in grey levels, with what they do."""
+        gains = "/".join(f"{g:.3f}" for g in self.gain)
+        offsets = "/".join(f"{o * 127.5:+.1f}" for o in self.offset)
+        return f"gain {gains}, offset {offsets} grey levels (R/G/B; out = gain x (raw - 127.5) + 127.5 + offset)"
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ColourCalibration":
         try:

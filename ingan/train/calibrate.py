@@ -55,10 +55,9 @@ def main(checkpoint: Path, out: Path | None, remove: bool) -> None:
     if result is None:
         click.echo(f"{where}: colour calibration removed")
     else:
-        gains = "/".join(f"{g:.3f}" for g in result["gain"])
-        offsets = "/".join(f"{o * 127.5:+.1f}" for o in result["offset"])
-        click.echo(f"{where}: colour calibration R/G/B gain {gains}, offset {offsets} grey levels "
-                   "(out = gain x (raw - 127.5) + 127.5 + offset)")
+        from ingan.model.calibration import ColourCalibration
+
+        click.echo(f"{where}: colour calibration {ColourCalibration.from_dict(result).describe()}")
 
 
 if __name__ == "__main__":

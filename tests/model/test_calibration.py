@@ -49,6 +49,7 @@ def test_invalid_calibrations_are_refused(gain, offset, message):
 def test_dict_round_trip_and_bad_dicts():
     cal = ColourCalibration((1.1, 0.9, 1.0), (0.01, -0.02, 0.0), 12)
     assert ColourCalibration.from_dict(cal.to_dict()) == cal
+    assert cal.describe().startswith("gain 1.100/0.900/1.000, offset +1.3/-2.6/+0.0 grey levels (R/G/B;")
     for bad in ({}, {"gain": "abc", "offset": [0, 0, 0]}, {"gain": [1, 1, 1], "offset": [0, 0, 0],
                                                          "fitted_at_iteration": -1}):
         with pytest.raises(ConfigError):
