@@ -379,36 +379,66 @@ def score(
       coherence    = mean NN distance of the output sample to ALL reference patches,
       completeness = mean NN distance of the reference sample to ALL output patches.
     """
+    if max_bytes < 1:
+        raise ConfigError(f"max_bytes must be positive, got {max_bytes}")
+    dev = resolve_device(device)
+    results = []
+    with torch.no_grad():
+        for level, o, r, po, pr in _level_samples(output, reference, levels, patch, max_patches, seed, dev):
+            distance = sliced_wasserstein(po, pr, projections, repeats, seed=[seed, level, 2])
+            coh = float(_nn_to_image(po, r, patch, max_bytes).mean())
+            comp = float(_nn_to_image(pr, o, patch, max_bytes).mean())
+            results.append(LevelScore(level, tuple(o.shape[-2:]), tuple(r.shape[-2:]), distance, coh, comp,
+                                      po.shape[0], pr.shape[0]))
+    settings = {"levels": levels, "levels_used": len(results), "patch": patch, "max_patches": max_patches,
+                "projections": projections, "repeats": repeats, "seed": seed, "device": str(dev),
+                "max_bytes": max_bytes}
+    return QualityScore(tuple(results), settings)
+
+
+def swd(
+    output: np.ndarray,
+    reference: np.ndarray,
+    *,
+    levels: int = 3,
+    patch: int = PATCH,
+    max_patches: int = 4096,
+    projections: int = 128,
+    repeats: int = 4,
+    seed: int = 0,
+    device: str | torch.device | None = "cpu",
+) -> float:
+    """`score(...).swd` alone, without the nearest-neighbour searches (most of score's time):
+    the same levels, samples and projections, so the same number."""
+    values = []
+    with torch.no_grad():
+        for level, _, _, po, pr in _level_samples(output, reference, levels, patch, max_patches, seed,
+                                                   resolve_device(device)):
+            values.append(sliced_wasserstein(po, pr, projections, repeats, seed=[seed, level, 2]))
+    return _mean(values)
+
+
+def _level_samples(
+    output: np.ndarray, reference: np.ndarray, levels: int, patch: int, max_patches: int, seed: int,
+    dev: torch.device,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per usable pyramid level: both images normalised by the reference's channel statistics,
+    and their seeded patch samples (what every metric compares). Checks the arguments."""
     if levels < 1:
         raise ConfigError(f"levels must be at least 1, got {levels}")
     if patch < 1:
         raise ConfigError(f"patch must be at least 1, got {patch}")
     if max_patches < 2:
         raise ConfigError(f"max_patches must be at least 2, got {max_patches}")
-    if max_bytes < 1:
-        raise ConfigError(f"max_bytes must be positive, got {max_bytes}")
-    dev = resolve_device(device)
     out = to_tensor(output, dev, "output")
     ref = to_tensor(reference, dev, "reference")
     for name, x in (("output", out), ("reference", ref)):
         if min(x.shape[-2:]) < patch:
             raise ConfigError(f"{name} is {x.shape[-1]}x{x.shape[-2]}, smaller than one {patch}x{patch} patch")
-    n_levels = usable_levels(out.shape[-2:], ref.shape[-2:], levels, patch)
-    results = []
-    with torch.no_grad():
-        for level in range(n_levels):
-            if level:
-                out, ref = downscale(out), downscale(ref)
-            mean, std = channel_stats(ref)
-            o, r = (out - mean) / std, (ref - mean) / std
-            po = sample_patches(o, patch, max_patches, _rng([seed, level, 0]))
-            pr = sample_patches(r, patch, max_patches, _rng([seed, level, 1]))
-            swd = sliced_wasserstein(po, pr, projections, repeats, seed=[seed, level, 2])
-            coh = float(_nn_to_image(po, r, patch, max_bytes).mean())
-            comp = float(_nn_to_image(pr, o, patch, max_bytes).mean())
-            results.append(LevelScore(level, tuple(o.shape[-2:]), tuple(r.shape[-2:]), swd, coh, comp,
-                                      po.shape[0], pr.shape[0]))
-    settings = {"levels": levels, "levels_used": n_levels, "patch": patch, "max_patches": max_patches,
-                "projections": projections, "repeats": repeats, "seed": seed, "device": str(dev),
-                "max_bytes": max_bytes}
-    return QualityScore(tuple(results), settings)
+    for level in range(usable_levels(out.shape[-2:], ref.shape[-2:], levels, patch)):
+        if level:
+            out, ref = downscale(out), downscale(ref)
+        mean, std = channel_stats(ref)
+        o, r = (out - mean) / std, (ref - mean) / std
+        yield (level, o, r, sample_patches(o, patch, max_patches, _rng([seed, level, 0])),
+               sample_patches(r, patch, max_patches, _rng([seed, level, 1])))

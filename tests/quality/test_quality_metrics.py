@@ -172,6 +172,16 @@ def test_bad_arguments(tex):
         nn_distances(torch.zeros(3, 4), torch.zeros(3, 5))
 
 
+def test_swd_alone_equals_the_swd_column_of_score(tex):
+    stretched = np.asarray(Image.fromarray(tex).resize((128, 48), Image.BICUBIC))
+    for output, kwargs in ((stretched, {}), (tex[:30], {"seed": 3, "levels": 2, "max_patches": 500})):
+        assert metrics.swd(output, tex, **kwargs) == score(output, tex, **kwargs).swd
+    with pytest.raises(ConfigError, match="smaller than one 7x7 patch"):
+        metrics.swd(tex[:5], tex)
+    with pytest.raises(ConfigError, match="levels"):
+        metrics.swd(tex, tex, levels=0)
+
+
 @pytest.mark.cuda
 def test_cuda_agrees_with_cpu(tex):
     out = np.concatenate([tex, tex[:, :24]], axis=1)

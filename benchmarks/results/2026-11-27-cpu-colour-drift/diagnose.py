@@ -25,19 +25,6 @@ SIZES = [(320, 384), (320, 768), (320, 192)]  # (H, W): 1x, 2x wider, 0.5x narro
 GRID = [(2, 1), (1.5, 1), (0.75, 1), (0.5, 1), (1, 2), (1, 1.5), (1, 0.75), (1, 0.5), (2, 0.5), (0.5, 2)]
 
 
-def swd(out: np.ndarray, ref: np.ndarray) -> float:
-    o, r, values = M.to_tensor(out), M.to_tensor(ref), []
-    for level in range(3):
-        if level:
-            o, r = M.downscale(o), M.downscale(r)
-        mean, std = M.channel_stats(r)
-        oo, rr = (o - mean) / std, (r - mean) / std
-        po = M.sample_patches(oo, 7, 4096, M._rng([0, level, 0]))
-        pr = M.sample_patches(rr, 7, 4096, M._rng([0, level, 1]))
-        values.append(float(M.sliced_wasserstein(po, pr, 128, 4, seed=[0, level, 2])))
-    return float(np.mean(values))
-
-
 def retarget(generator, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
     with torch.no_grad():
@@ -63,7 +50,7 @@ def snapshots(paths: list[str]) -> None:
                 row["std_ratio"] = [round(stats[c][1] / ref[..., c].std(), 3) for c in range(3)]
             matched = np.stack([(g[..., c] - stats[c][0]) / stats[c][1] * ref[..., c].std() + ref[..., c].mean()
                                 for c in range(3)], -1)
-            row[f"{w}x{h}"] = [round(swd(to_uint8(g), ckpt.image), 4), round(swd(to_uint8(matched), ckpt.image), 4)]
+            row[f"{w}x{h}"] = [round(M.swd(to_uint8(g), ckpt.image), 4), round(M.swd(to_uint8(matched), ckpt.image), 4)]
         print(json.dumps(row), flush=True)
 
 
@@ -74,8 +61,8 @@ def grid(path: str) -> None:
     print("| size | width x | height x | InGAN | bicubic |\n|---|---:|---:|---:|---:|")
     for fw, fh in GRID:
         h, w = int(round(height * fh / 8) * 8), int(round(width * fw / 8) * 8)
-        a = swd(to_uint8(retarget(generator, image, (h, w))), image)
-        b = swd(bicubic(image, (h, w)), image)
+        a = M.swd(to_uint8(retarget(generator, image, (h, w))), image)
+        b = M.swd(bicubic(image, (h, w)), image)
         print(f"| {w}x{h} | {fw} | {fh} | {'**%.3f**' % a if a < b else '%.3f' % a} | {b:.3f} |", flush=True)
 
 
