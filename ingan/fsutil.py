@@ -72,4 +72,3 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
 def is_plain_stem(name: str) -> bool:
     """A file name without folders or a leading dot (output-name options: --name)."""
     return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
-

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ingan.cli.common import Duration, SizeListParam, notice, setup_logging, user_errors
+from ingan.fsutil import is_plain_stem
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -65,8 +66,6 @@ def _check_peak(ctx: click.Context, param: click.Parameter, value: float | None)
 
 
 def _check_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
-    from ingan.fsutil import is_plain_stem
-
     if not is_plain_stem(name):
         raise click.BadParameter(f"'{name}' is not a plain file stem; use e.g. 'bench'", param_hint="'--name'")
     return name
