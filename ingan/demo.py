@@ -52,7 +52,7 @@ def main(out: Path, checkpoint: Path | None, train: bool, no_bench: bool, sweep_
     Steps: checkpoint (the committed one, or --train), ONNX export with validation,
     retargets + collage + sweep animation, quality scores against bicubic and centre crop,
     a latency benchmark of every backend here, and an index.md linking the pictures and
-    tables. About 3-4 minutes on 2 CPU cores (add ~4-5 with --train).
+    tables. About 2.5 minutes on 2 CPU cores (add ~4-5 with --train).
     """
     setup_logging(quiet=False)
     with user_errors():

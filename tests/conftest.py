@@ -114,3 +114,30 @@ def default_export(tiny_checkpoint, tmp_path_factory):
     result = export_checkpoint(tiny_checkpoint, ExportOptions(out_dir=out, fp16=True, min_size=(16, 16),
                                                               max_size=(96, 120)))
     return out, result
+
+
+@pytest.fixture
+def no_half_cpu_convolutions(monkeypatch):
+    """Fail the test if a float16/bfloat16 convolution or matrix product executes on the CPU.
+
+    Such kernels are ~100x slower than float32 on CPUs without FP16/BF16 matrix units (AMD
+    EPYC with AVX2 only), even where this machine runs them fast (ingan/model/precision.py).
+    Yields the list of offending ops seen (empty when the test passes). torch.onnx.export
+    runs outside the guard: it traces with fake tensors (no kernel executes) and refuses to
+    trace under a user dispatch mode.
+    """
+    import torch
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    from ingan.model.precision import HalfOnCpuGuard
+
+    export = torch.onnx.export
+
+    def export_outside_the_guard(*args, **kwargs):
+        with _disable_current_modes():
+            return export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", export_outside_the_guard)
+    with HalfOnCpuGuard() as guard:
+        yield guard.seen
+    assert not guard.seen, f"half-precision ops ran on the CPU: {sorted(set(guard.seen))}"

@@ -214,7 +214,11 @@ class Availability:
         # PyTorch
         if info.device == "cuda" or self.device == "cuda":
             if not self.torch_cuda():
-                return f"{backend} needs a CUDA GPU and a CUDA build of torch"
+                why = f"{backend} needs a CUDA GPU and a CUDA build of torch"
+                if precision_of(backend) != "fp32":
+                    why += ("; half precision never runs on a CPU (~100x slower than FP32 without FP16/BF16 "
+                            "matrix units; docs/export.md)")
+                return why
         return None
 
     def torch_fp32_device(self) -> str:

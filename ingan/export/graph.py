@@ -17,6 +17,7 @@ from torch import nn
 from ingan.errors import ConfigError
 from ingan.model.generator import Generator
 from ingan.model.layers import baked_state_dict
+from ingan.model.precision import HalfEmulation, round_parameters_, round_through
 from ingan.model.warp import homography_grid
 
 # Generous bound for the exporter's symbolic checks; the real range lives in the metadata.
@@ -71,8 +72,12 @@ def _swap_norms(module: nn.Module, fp32_norm: bool) -> None:
             _swap_norms(child, fp32_norm)
 
 
-def deployable_generator(generator: Generator, precision: str = "fp32") -> Generator:
-    """A copy in eval mode with spectral norm baked in and export-friendly norms."""
+def deployable_generator(generator: Generator, precision: str = "fp32", emulate_fp16: bool = False) -> Generator:
+    """A copy in eval mode with spectral norm baked in and export-friendly norms.
+
+    With `emulate_fp16` an FP16 generator keeps FP32 convolutions whose weights are rounded
+    to FP16 values: run it under `HalfEmulation` for FP16 numerics at FP32 speed on a CPU.
+    """
     g = Generator(replace(generator.config, spectral_norm=False))
     g.load_state_dict(baked_state_dict(generator))
     g = g.float().eval()
@@ -84,17 +89,27 @@ def deployable_generator(generator: Generator, precision: str = "fp32") -> Gener
         if precision == "fp16":
             for module in part.modules():
                 if isinstance(module, nn.Conv2d):
-                    module.half()  # ... convolutions run in FP16
+                    # ... convolutions run in FP16 (or in FP32 on FP16 values, emulated)
+                    if emulate_fp16:
+                        round_parameters_(module)
+                    else:
+                        module.half()
     return g
 
 
 class RetargetGraph(nn.Module):
-    """forward(size, image=None, homography=None) -> retargeted image (see ExportSpec)."""
+    """forward(size, image=None, homography=None) -> retargeted image (see ExportSpec).
 
-    def __init__(self, generator: Generator, image: torch.Tensor | None, spec: ExportSpec) -> None:
+    `emulate_fp16=True` gives an FP16 spec's numerics without FP16 kernels (ingan/model/
+    precision.py): the check of FP16 arithmetic on a CPU. It is never exported.
+    """
+
+    def __init__(self, generator: Generator, image: torch.Tensor | None, spec: ExportSpec,
+                 emulate_fp16: bool = False) -> None:
         super().__init__()
         self.spec = spec
-        self.generator = deployable_generator(generator, spec.precision)
+        self.emulate_fp16 = emulate_fp16 and spec.precision == "fp16"
+        self.generator = deployable_generator(generator, spec.precision, self.emulate_fp16)
         self.multiple = generator.config.size_multiple
         self.min_side = generator.config.min_size
         if spec.image_input:
@@ -130,9 +145,13 @@ class RetargetGraph(nn.Module):
         else:
             grid = _grid(homography.float(), inner_h, inner_w)
             features = F.grid_sample(features, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
-        if spec.precision == "fp16":
-            features = features.half()
-        out = g.synthesize(features).float()
+        if self.emulate_fp16:
+            with HalfEmulation(torch.float16):
+                out = g.synthesize(round_through(features, torch.float16))
+        elif spec.precision == "fp16":
+            out = g.synthesize(features.half()).float()
+        else:
+            out = g.synthesize(features)
         top = (inner_h - height) // 2
         left = (inner_w - width) // 2
         out = out[:, :, top : top + height, left : left + width]

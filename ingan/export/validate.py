@@ -44,10 +44,12 @@ class ValidationReport:
     precision: str
     tolerance: str
     checks: list[SizeCheck] = field(default_factory=list)
-    # FP16 only: the same FP16 graph run in PyTorch. ONNX Runtime's CPU provider runs FP16
-    # nodes it has no FP16 kernel for in FP32 (it inserts casts), so `checks` alone would
-    # not exercise FP16 arithmetic on a CPU machine.
+    # FP16 only: the same FP16 graph's arithmetic in PyTorch. ONNX Runtime's CPU provider runs
+    # FP16 nodes it has no FP16 kernel for in FP32 (it inserts casts), so `checks` alone would
+    # not exercise FP16 arithmetic on a CPU machine. `fp16_arithmetic` says how it ran: native
+    # FP16 on CUDA, or emulated in FP32 on the CPU (docs/export.md).
     fp16_emulation: list[SizeCheck] = field(default_factory=list)
+    fp16_arithmetic: str = ""
     op_counts: dict[str, int] = field(default_factory=dict)
     lint: str = ""
     lint_findings: list[str] = field(default_factory=list)
@@ -67,7 +69,8 @@ class ValidationReport:
                 f"min PSNR {worst_psnr:.1f} dB ({self.tolerance})")
         if self.fp16_emulation:
             emulated = min(c.psnr_db for c in self.fp16_emulation)
-            text += f"; FP16 arithmetic in PyTorch: min PSNR {emulated:.1f} dB"
+            how = self.fp16_arithmetic.split(":")[0] or "PyTorch"
+            text += f"; FP16 arithmetic in PyTorch ({how}): min PSNR {emulated:.1f} dB"
         return text
 
 

@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from ingan.export.cli import main
+from ingan.metadata import ModelMetadata, sidecar_path
 from ingan.model.checkpoint import FORMAT_VERSION, load_checkpoint
 from clitest import one_line_error
 
@@ -27,6 +28,18 @@ def test_cli_export_explains_missing_tensorrt(tiny_checkpoint, tmp_path):
     assert "wrote" in result.output and "model.onnx" in result.output and "PASSED" in result.output
     assert "no TensorRT engine built" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
+
+
+def test_fp16_export_never_runs_half_convolutions_on_the_cpu(tiny_checkpoint, tmp_path, no_half_cpu_convolutions):
+    result = run(tiny_checkpoint, "-o", tmp_path, "--fp16", "--min-size", "16x16", "--max-size", "80x64")
+    assert result.exit_code == 0, result.output
+    # Progress names each size and check; the FP16 arithmetic check ran, emulated.
+    assert "checking the fp16 graph in ONNX Runtime against PyTorch at" in result.output
+    assert "checking fp16 arithmetic in PyTorch (emulated) at" in result.output
+    meta = ModelMetadata.read(sidecar_path(tmp_path / "model_fp16.onnx"))
+    assert meta.validation["fp16_arithmetic"].startswith("emulated")
+    assert len(meta.validation["fp16_emulation"]) == len(meta.validation["checks"]) == 3
+    assert all(c["passed"] and c["psnr_db"] >= 40 for c in meta.validation["fp16_emulation"])
 
 
 def test_engine_flag_requires_tensorrt(tiny_checkpoint, tmp_path):
