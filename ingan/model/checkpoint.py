@@ -173,6 +173,41 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     return Checkpoint(path=p, payload=data)
 
 
+def expected_generator_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor a generator of `config` stores, built on the meta device
+    (no memory is allocated, whatever the config asks for)."""
+    with torch.device("meta"):
+        generator = Generator(config)
+    return {name: tuple(tensor.shape) for name, tensor in generator.state_dict().items()}
+
+
+def _check_generator_shapes(path: Path, weights: dict[str, Any], config_data: Any) -> None:
+    """Refuse weights that do not fit their config *before* anything is built at full size:
+    a forged config (say base_channels=1024, n_blocks=64) beside small weights would
+    otherwise allocate hundreds of GB when the generator is built."""
+    try:
+        config = GeneratorConfig.from_dict(config_data)
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"'{path}' has an invalid generator config ({exc})") from None
+    expected = expected_generator_shapes(config)
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        detail = ", ".join(f"{len(names)} {what}, e.g. '{names[0]}'"
+                           for what, names in (("missing", missing), ("unexpected", unexpected)) if names)
+        raise CheckpointError(
+            f"'{path}': generator weights do not match its architecture config ({detail}); the file is damaged "
+            "or was edited"
+        )
+    for name, shape in expected.items():
+        got = tuple(weights[name].shape)
+        if got != shape:
+            raise CheckpointError(
+                f"'{path}': generator weight '{name}' has shape {list(got)}, its config needs {list(shape)}; "
+                "the file is damaged or was edited"
+            )
+
+
 _IMAGE_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP",
                 b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
 
@@ -222,6 +257,7 @@ def _validate(path: Path, data: Any) -> None:
                 f"'{path}': generator weight '{name}' holds NaN or infinite values (training diverged?); "
                 "use an earlier checkpoint"
             )
+    _check_generator_shapes(path, data["generator"], data["generator_config"])
     if "colour_calibration" in data:
         try:
             ColourCalibration.from_dict(data["colour_calibration"])

@@ -43,7 +43,9 @@ class SpectralNorm(nn.Module):
             self._u, self._v = u, v
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=weight.device.type, enabled=False):
+        # "meta" (shape-only builds, ingan/model/checkpoint.py) has no autocast to switch off.
+        device_type = weight.device.type if weight.device.type != "meta" else "cpu"
+        with torch.autocast(device_type=device_type, enabled=False):
             matrix = weight.flatten(1).float()
             if self.training:
                 self._power_iteration(matrix.detach(), 1)

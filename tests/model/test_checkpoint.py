@@ -87,10 +87,48 @@ def test_schema_violations(tmp_path, payload):
 
 
 def test_weights_that_do_not_match_the_config(tmp_path, payload):
-    odd = {**payload, "generator_config": {**payload["generator_config"], "base_channels": 8}}
-    path = save_checkpoint(tmp_path / "odd.pt", odd)
-    with pytest.raises(CheckpointError, match="do not match its architecture"):
-        load_checkpoint(path).build_generator()
+    odd = {**payload, "format": "ingan-checkpoint", "format_version": 1,
+           "generator_config": {**payload["generator_config"], "base_channels": 8}}
+    torch.save(odd, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match=r"has shape \[4(, 3, 7, 7)?\], its config needs \[8(, 3, 7, 7)?\]"):
+        load_checkpoint(tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match="its config needs"):
+        save_checkpoint(tmp_path / "odd2.pt", odd)  # never written either
+    assert not (tmp_path / "odd2.pt").exists()
+    fewer = {**payload, "generator_config": {**payload["generator_config"], "n_blocks": 2}}
+    torch.save({**fewer, "format": "ingan-checkpoint", "format_version": 1}, tmp_path / "fewer.pt")
+    with pytest.raises(CheckpointError, match=r"do not match its architecture config \(\d+ missing, e.g. 'bottleneck.1."):
+        load_checkpoint(tmp_path / "fewer.pt")
+
+
+FORGED_LOADER = """
+import resource, sys
+limit = 1536 * 2**20  # far below what the forged config would allocate (~309 GB)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from click.testing import CliRunner
+from ingan.{module} import main
+result = CliRunner().invoke(main, sys.argv[1:])
+print(result.output)
+sys.exit(result.exit_code)
+"""
+
+
+@pytest.mark.parametrize("module, args", [("export.cli", ["-o", "{out}"]), ("runtime.cli", ["-o", "{out}/x.png"])])
+def test_a_forged_config_is_refused_before_any_large_allocation(tmp_path, payload, module, args):
+    """A small file whose config asks for a huge generator (each field within its range)."""
+    import subprocess
+    import sys
+
+    forged = {**payload, "format": "ingan-checkpoint", "format_version": 1,
+              "generator_config": {**payload["generator_config"], "base_channels": 1024, "n_blocks": 64}}
+    torch.save(forged, tmp_path / "forged.pt")
+    argv = [sys.executable, "-c", FORGED_LOADER.format(module=module), str(tmp_path / "forged.pt"),
+            *[a.format(out=tmp_path / "out") for a in args]]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert len(lines) == 1 and "generator weights do not match its architecture config" in lines[0], lines
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("field, value, message", [
