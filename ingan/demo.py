@@ -64,6 +64,18 @@ def _demo(out: Path, checkpoint: Path | None, train: bool, no_bench: bool, sweep
 
     if checkpoint is not None and train:
         raise click.UsageError("pass either --checkpoint or --train, not both")
+    from ingan.model.checkpoint import load_checkpoint
+
+    if train and not EXAMPLE_IMAGE.exists():
+        raise InganError(f"the example image {EXAMPLE_IMAGE} is missing; run the demo from a clone of the repository")
+    if not train:  # checked (and read) before anything is created
+        ckpt_path = checkpoint or EXAMPLE_CHECKPOINT
+        if not ckpt_path.exists():
+            raise InganError(
+                f"checkpoint {ckpt_path} not found; run the demo from a clone of the repository, pass "
+                "--checkpoint, or use --train"
+            )
+        ckpt = load_checkpoint(ckpt_path)
     if out.is_dir() and any(out.iterdir()) and not (out / "index.md").is_file():
         notice(f"'{out}' already holds files that are not an earlier demo; the demo's files are added "
                "beside them (same names replaced)")
@@ -73,8 +85,6 @@ def _demo(out: Path, checkpoint: Path | None, train: bool, no_bench: bool, sweep
 
     # 1. checkpoint
     if train:
-        if not EXAMPLE_IMAGE.exists():
-            raise InganError(f"the example image {EXAMPLE_IMAGE} is missing; run the demo from a clone of the repository")
         t = _step(1, "training the quick preset on the example image (a smoke test, ~4-5 min)")
         train_dir = out / "train"
         argv = [sys.executable, "-m", "ingan.train", str(EXAMPLE_IMAGE), "--preset", "quick", "-o", str(train_dir),
@@ -82,19 +92,11 @@ def _demo(out: Path, checkpoint: Path | None, train: bool, no_bench: bool, sweep
         if subprocess.run(argv).returncode != 0:
             raise InganError("training failed (see the messages above)")
         ckpt_path = train_dir / "ckpt.pt"
+        ckpt = load_checkpoint(ckpt_path)
         _done(t)
     else:
-        ckpt_path = checkpoint or EXAMPLE_CHECKPOINT
-        if not ckpt_path.exists():
-            raise InganError(
-                f"checkpoint {ckpt_path} not found; run the demo from a clone of the repository, pass "
-                "--checkpoint, or use --train"
-            )
         _step(1, f"using the checkpoint {ckpt_path}")
 
-    from ingan.model.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(ckpt_path)
     h, w = ckpt.image.shape[:2]
     facts["checkpoint"] = {"path": str(ckpt_path), "iteration": ckpt.iteration,
                            "preset": ckpt.payload["train_config"].get("preset"),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -29,13 +31,41 @@ def ensure_output_dir(path: str | os.PathLike[str]) -> Path:
     return directory
 
 
+# Temporary files are named `.{final name}.{8 random characters}.tmp` (tempfile.mkstemp with our
+# prefix and suffix). A hard kill (kill -9, power loss) leaves them behind; the next atomic write
+# into the same folder removes ours once they are this old. A live writer keeps its file for
+# seconds to minutes (an engine build: tens of minutes), so six hours cannot catch one.
+STALE_TEMP_SECONDS = 6 * 3600
+_OUR_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete our own temporary files in `folder` (not its sub-folders) older than `older_than`
+    seconds; returns what was removed. Files of other names are never touched."""
+    removed: list[Path] = []
+    cutoff = time.time() - older_than
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not _OUR_TEMP.match(entry.name):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it over `final` only on success.
 
     The temporary file lives in the same folder so the rename is atomic on POSIX and
     Windows. On any exception (Ctrl-C included) the temporary file is removed and
-    `final` is left as it was.
+    `final` is left as it was; temporary files a hard kill left in that folder are removed
+    once stale (`remove_stale_temps`).
     """
     final_path = Path(final)
     parent = final_path.parent if str(final_path.parent) else Path(".")
@@ -45,6 +75,7 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         raise OutputPathError(f"cannot write '{final_path}': folder '{parent}' does not exist")
     if final_path.is_dir():
         raise OutputPathError(f"cannot write '{final_path}': a folder of that name exists")
+    remove_stale_temps(parent)
     try:
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{final_path.name}.", suffix=".tmp", dir=parent
@@ -72,3 +103,16 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
 def is_plain_stem(name: str) -> bool:
     """A file name without folders or a leading dot (output-name options: --name)."""
     return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
+
+
+def is_plain_file_name(name: str) -> bool:
+    """A name that stays inside the folder it is joined to: no separators, not '.' or '..'
+    (file names read from user files, e.g. a sidecar's source checkpoint)."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") and "\0" not in name
+
+
+def safe_folder_name(stem: str, fallback: str = "image") -> str:
+    """`stem` made safe as one folder name for a default output path: separators and control
+    characters become '_', and names that are only dots ('..') or empty become `fallback`."""
+    cleaned = "".join("_" if c in "/\\" or ord(c) < 32 else c for c in stem).strip()
+    return cleaned if cleaned.strip(".") else fallback

@@ -23,6 +23,28 @@ FORMAT_VERSION = 1
 OPTIONAL_INPUTS = {"image": "image_input", "homography": "warp"}
 
 
+# The validated size range is also written into the ONNX file itself (a model property), which
+# the sidecar's checksum covers: a sidecar edited to claim a wider range is caught at load.
+SIZE_RANGE_PROPERTY = "ingan.size_range"
+
+
+def size_range_property(min_size: Iterable[int], max_size: Iterable[int]) -> dict[str, str]:
+    """The model property recording [height, width] bounds, as written into an ONNX file."""
+    return {SIZE_RANGE_PROPERTY: json.dumps({"min_size": list(min_size), "max_size": list(max_size)})}
+
+
+def size_range_from_properties(properties: dict[str, str]) -> tuple[list[int], list[int]] | None:
+    """(min_size, max_size) from a model's properties; None for models exported before them."""
+    text = properties.get(SIZE_RANGE_PROPERTY)
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+        return [int(v) for v in data["min_size"]], [int(v) for v in data["max_size"]]
+    except (ValueError, KeyError, TypeError):
+        raise MetadataError(f"the model's '{SIZE_RANGE_PROPERTY}' property is damaged; re-export it") from None
+
+
 class MetadataError(InganError):
     """A sidecar file is missing, corrupt or from a newer ingan."""
 
@@ -72,6 +94,10 @@ class ModelMetadata:
     ingan_version: str = ""
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
+    # The sidecar this one replaced (its own `previous` dropped). An export renames the new
+    # sidecar into place before the new model: if it is killed between the two renames, the
+    # old model is still described here and keeps loading (`for_artifact`).
+    previous: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
@@ -97,23 +123,54 @@ class ModelMetadata:
             data = json.loads(p.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise MetadataError(f"metadata '{p}' is unreadable or not JSON ({exc}); re-export the model") from None
+        return cls.from_dict(data, str(p))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> "ModelMetadata":
+        """Validate a parsed sidecar (`source` names it in errors)."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise MetadataError(f"'{p}' is not ingan model metadata")
+            raise MetadataError(f"'{source}' is not ingan model metadata")
         version = data.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise MetadataError(
-                f"'{p}' has metadata format {version!r}, newer than this ingan supports ({FORMAT_VERSION}); upgrade ingan"
+                f"'{source}' has metadata format {version!r}, newer than this ingan supports ({FORMAT_VERSION}); "
+                "upgrade ingan"
             )
+        data = dict(data)
         try:
             data["inputs"] = [TensorSpec(**t) for t in data["inputs"]]
             data["outputs"] = [TensorSpec(**t) for t in data["outputs"]]
             meta = cls(**data)
         except (KeyError, TypeError) as exc:
-            raise MetadataError(f"'{p}' is incomplete or damaged ({exc}); re-export the model") from None
+            raise MetadataError(f"'{source}' is incomplete or damaged ({exc}); re-export the model") from None
         problem = meta.problem()
         if problem:
-            raise MetadataError(f"'{p}' is damaged ({problem}); re-export the model")
+            raise MetadataError(f"'{source}' is damaged ({problem}); re-export the model")
         return meta
+
+    def for_artifact(self, sha256: str) -> "ModelMetadata | None":
+        """This metadata if it describes the file with `sha256`, else the replaced one that
+        does (an export interrupted between its two renames), else None."""
+        if self.artifact_sha256 == sha256:
+            return self
+        if isinstance(self.previous, dict) and self.previous.get("artifact_sha256") == sha256:
+            try:
+                return ModelMetadata.from_dict({**self.previous, "previous": None}, "the replaced metadata")
+            except MetadataError:
+                return None
+        return None
+
+    def replacing(self, existing_sidecar: str | os.PathLike[str]) -> "ModelMetadata":
+        """Self, remembering the sidecar at `existing_sidecar` (if it is a readable one) as
+        `previous`, so a reader can still use the old model until the new one is in place."""
+        try:
+            old = json.loads(Path(existing_sidecar).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return self
+        if isinstance(old, dict) and old.get("format") == FORMAT:
+            old.pop("previous", None)
+            self.previous = old
+        return self
 
     def problem(self) -> str | None:
         """The first field with an impossible value, or None: sidecars are user files too."""

@@ -21,3 +21,8 @@ def parse_size(text: str) -> tuple[int, int]:
 def format_size(hw: tuple[int, int] | list[int]) -> str:
     """(height, width) -> 'WxH'."""
     return f"{int(hw[1])}x{int(hw[0])}"
+
+
+def format_range(low: tuple[int, int] | list[int], high: tuple[int, int] | list[int]) -> str:
+    """(height, width) bounds -> 'WxH .. WxH (width x height)', the one wording of a size range."""
+    return f"{format_size(low)} .. {format_size(high)} (width x height)"

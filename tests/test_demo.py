@@ -33,6 +33,14 @@ def test_demo_options_conflict(tiny_checkpoint, tmp_path):
 def test_demo_missing_checkpoint(tmp_path):
     result = CliRunner().invoke(main, ["--checkpoint", str(tmp_path / "nope.pt"), "-o", str(tmp_path / "o")])
     assert result.exit_code == 1 and "not found" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_demo_corrupt_checkpoint_creates_nothing(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    result = CliRunner().invoke(main, ["--checkpoint", str(tmp_path / "bad.pt"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "not an ingan checkpoint" in result.output and len(result.output.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
 
 
 def test_demo_into_a_foreign_folder_says_so(tiny_checkpoint, tmp_path):

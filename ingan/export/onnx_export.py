@@ -70,6 +70,7 @@ def export_onnx(
     spec: ExportSpec,
     path: str | os.PathLike[str],
     doc_string: str = "",
+    metadata_props: dict[str, str] | None = None,
 ) -> Path:
     """Export the retargeting graph for `generator` to `path`.
 
@@ -110,5 +111,7 @@ def export_onnx(
     _rename_dims(model)
     model.doc_string = doc_string
     model.producer_name = "ingan"
+    for key, value in (metadata_props or {}).items():
+        onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, key: value})
     onnx.save_model(model, os.fspath(path))
     return Path(path)

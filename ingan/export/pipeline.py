@@ -30,7 +30,7 @@ from ingan.export.validate import (
     tolerance_text,
 )
 from ingan.fsutil import atomic_path, ensure_output_dir, is_plain_stem
-from ingan.metadata import ModelMetadata, TensorSpec, sha256_of, sidecar_path
+from ingan.metadata import ModelMetadata, TensorSpec, sha256_of, sidecar_path, size_range_property
 from ingan.model.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from ingan.model.generator import Generator
 from ingan.model.sizes import default_size_range
@@ -276,7 +276,8 @@ def export_checkpoint(
             tmp_json = commit.enter_context(atomic_path(sidecar_path(final)))
             started = time.perf_counter()
             export_onnx(generator, image_tensor(ckpt), spec, tmp_onnx,
-                        doc_string=f"InGAN retargeting graph from {ckpt.path.name} (ingan {ingan.__version__})")
+                        doc_string=f"InGAN retargeting graph from {ckpt.path.name} (ingan {ingan.__version__})",
+                        metadata_props=size_range_property(sizes.min, sizes.max))
             log.info("exported %s in %.1fs", final.name, time.perf_counter() - started)
             _say(progress, f"checking {final.name}: ONNX checker, shape inference, TensorRT parser lint")
             model = check_model(tmp_onnx)
@@ -294,7 +295,11 @@ def export_checkpoint(
                     f"{final.name} does not match PyTorch at {bad.size[1]}x{bad.size[0]}: max |diff| "
                     f"{bad.max_abs_diff:.3g}, PSNR {bad.psnr_db:.1f} dB ({report.tolerance})"
                 )
-            _metadata("onnx", final, tmp_onnx, spec, ckpt, ckpt_sha, sizes, report).write(tmp_json)
+            # The new sidecar remembers the one it replaces and is renamed into place before the
+            # model (the ExitStack unwinds in reverse): a kill between the two renames leaves
+            # the old model loadable through the old metadata (ModelMetadata.for_artifact).
+            metadata = _metadata("onnx", final, tmp_onnx, spec, ckpt, ckpt_sha, sizes, report)
+            metadata.replacing(sidecar_path(final)).write(tmp_json)
             result.artifacts.append(final)
             result.reports[final.name] = report
             onnx_outputs[precision] = (final, spec, outputs)
@@ -348,7 +353,8 @@ def _build_engines(onnx_outputs: dict, options: ExportOptions, ckpt: Checkpoint,
                         "compute_capability": built.compute_capability, "flags": list(built.flags),
                         "build_seconds": round(built.build_seconds, 1), "profile": built.profile,
                         "version_compatible": options.version_compatible, "onnx": onnx_path.name}
-            _metadata("tensorrt", plan_path, tmp_plan, spec, ckpt, ckpt_sha, sizes, report, trt_info).write(tmp_json)
+            metadata = _metadata("tensorrt", plan_path, tmp_plan, spec, ckpt, ckpt_sha, sizes, report, trt_info)
+            metadata.replacing(sidecar_path(plan_path)).write(tmp_json)  # renamed before the plan, as above
         result.artifacts.append(plan_path)
         result.reports[plan_path.name] = report
     return None

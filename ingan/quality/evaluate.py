@@ -25,7 +25,7 @@ import numpy as np
 import ingan
 from ingan.collage import frame, grid
 from ingan.errors import ConfigError
-from ingan.fsutil import atomic_path, ensure_output_dir
+from ingan.fsutil import atomic_path, ensure_output_dir, is_plain_file_name
 from ingan.imageio import load_image, save_image
 from ingan.quality.baselines import BASELINES
 from ingan.quality.metrics import DEFAULT_MAX_BYTES, PATCH, QualityScore, resolve_device, score
@@ -185,6 +185,10 @@ def find_reference(runner: Runner, reference: str | os.PathLike[str] | np.ndarra
     name = source.get("file")
     candidate = runner.path.parent / name if isinstance(name, str) and name else None
     why = "its sidecar names no source checkpoint"
+    if candidate is not None and not is_plain_file_name(name):
+        # The sidecar is a user file: only a plain name next to the model is followed.
+        why = f"its sidecar names the source checkpoint {name!r}, which is not a plain file name next to it"
+        candidate = None
     if candidate is not None:
         why = f"its source checkpoint '{name}' is not next to it"
         if candidate.is_file():

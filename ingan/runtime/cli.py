@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from ingan.cli.common import SizeParam, notice, setup_logging, user_errors
 from ingan.errors import ConfigError, OutputPathError
@@ -210,30 +211,21 @@ def _run(model: Path, sizes: tuple[tuple[int, int], ...], scales: tuple[tuple[fl
 
         count = len(requests) + int(collage)
         target_file, folder = _plan_output(out, count)
-        if count and folder is not None:
-            from ingan.fsutil import ensure_output_dir
 
-            ensure_output_dir(folder)
-        elif target_file is not None:
-            from ingan.fsutil import ensure_output_dir
-
-            ensure_output_dir(target_file.parent if str(target_file.parent) else Path("."))
-
-        from ingan.imageio import save_image
-
+        # Everything is computed before anything is written: a request that fails at run time
+        # (say, out of memory at a large size) leaves no partial results and no empty folder.
+        results: list[tuple[Path, np.ndarray, str]] = []
         for size in requests:
             times = []
             for _ in range(repeat):
                 result = runner.retarget(size, homography, pixels)
                 times.append(runner.last_timing.seconds * 1000.0)
+            if repeat == 1:
+                latency = f"{times[0]:7.1f} ms"
+            else:
+                latency = f"{min(times):7.1f} ms min  {statistics.median(times):.1f} ms median ({repeat} runs)"
             path = target_file or folder / f"retarget_{format_size(size)}.png"
-            save_image(result, path)
-            if not quiet:
-                if repeat == 1:
-                    latency = f"{times[0]:7.1f} ms"
-                else:
-                    latency = f"{min(times):7.1f} ms min  {statistics.median(times):.1f} ms median ({repeat} runs)"
-                click.echo(f"{format_size(size):>9}  {latency}  -> {path}")
+            results.append((path, result, f"{format_size(size):>9}  {latency}"))
 
         if collage:
             started = time.perf_counter()
@@ -241,12 +233,12 @@ def _run(model: Path, sizes: tuple[tuple[int, int], ...], scales: tuple[tuple[fl
             elapsed = time.perf_counter() - started
             for note in notes:
                 notice(note)
-            path = target_file or folder / "collage.png"
-            save_image(picture, path)
-            if not quiet:
-                n = len(render.COLLAGE_SCALES)
-                click.echo(f"{'collage':>9}  {n}x{n} tiles in {elapsed * 1000.0:.1f} ms  -> {path}")
+            n = len(render.COLLAGE_SCALES)
+            results.append((target_file or folder / "collage.png", picture,
+                            f"{'collage':>9}  {n}x{n} tiles in {elapsed * 1000.0:.1f} ms"))
 
+        # The sweep is written (atomically, to its own file) before the images, so a failing
+        # sweep leaves none of them either.
         if sweep is not None:
             frame_sizes = render.sweep_sizes(runner, steps_per_segment=sweep_steps, image=pixels)
             started = time.perf_counter()
@@ -259,6 +251,17 @@ def _run(model: Path, sizes: tuple[tuple[int, int], ...], scales: tuple[tuple[fl
                 canvas = (max(h for h, _ in frame_sizes), max(w for _, w in frame_sizes))
                 click.echo(f"{'sweep':>9}  {len(frame_sizes)} frames on a {format_size(canvas)} canvas in "
                            f"{elapsed:.1f} s  -> {sweep}")
+
+        if results:
+            from ingan.fsutil import ensure_output_dir
+            from ingan.imageio import save_image
+
+            ensure_output_dir(folder if folder is not None else (target_file.parent if str(target_file.parent)
+                                                                 else Path(".")))
+            for path, picture, line in results:
+                save_image(picture, path)
+                if not quiet:
+                    click.echo(f"{line}  -> {path}")
 
 
 def _plan_output(out: Path | None, count: int) -> tuple[Path | None, Path | None]:

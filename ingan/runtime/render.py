@@ -25,7 +25,7 @@ from ingan.errors import ConfigError, InganError, OutputPathError, first_line
 from ingan.fsutil import atomic_path
 from ingan.homography import top_shift_homography
 from ingan.runtime.base import Runner
-from ingan.sizes import format_size
+from ingan.sizes import format_range, format_size
 
 __all__ = [
     "ANIMATION_SUFFIXES",
@@ -72,7 +72,7 @@ def clip_size(runner: Runner, size: Sequence[int]) -> tuple[int, int]:
 
 
 def _range_text(runner: Runner) -> str:
-    return f"{format_size(runner.min_size)} .. {format_size(runner.max_size)} (width x height)"
+    return format_range(runner.min_size, runner.max_size)
 
 
 # ---------------------------------------------------------------------------- collage

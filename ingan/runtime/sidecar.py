@@ -14,9 +14,10 @@ def read_sidecar(model: Path, expected_kind: str) -> ModelMetadata:
         raise MetadataError(f"'{sidecar_path(model)}' describes a {meta.kind} model, not a {expected_kind} one")
     if model.stat().st_size == 0:
         raise MetadataError(f"model file '{model}' is empty; re-export it")
-    if sha256_of(model) != meta.artifact_sha256:
+    matching = meta.for_artifact(sha256_of(model))
+    if matching is None:
         raise MetadataError(
             f"'{model.name}' does not match its metadata (checksum differs: the file was changed, "
             f"truncated or replaced); re-export it with ingan-export, or copy the matching .json"
         )
-    return meta
+    return matching

@@ -14,6 +14,7 @@ import click
 
 from ingan.cli.common import Duration, format_duration, notice, setup_logging, user_errors
 from ingan.errors import CheckpointError, ConfigError, first_line
+from ingan.fsutil import safe_folder_name
 
 QUICK_NOTE = (
     "The 'quick' preset is a smoke test: about 4-5 minutes on 2 CPU cores, and its results do "
@@ -211,7 +212,7 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
         )
         if opt["even_scale_weights"]:
             config = config.holding_even_scale_weights()
-        out = Path(opt["out"] or Path("runs") / image.stem)
+        out = Path(opt["out"] or Path("runs") / safe_folder_name(image.stem))
         if (out / CHECKPOINT_NAME).exists() and not opt["force"]:
             raise ConfigError(
                 f"'{out / CHECKPOINT_NAME}' already exists; continue it with --resume "

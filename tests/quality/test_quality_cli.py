@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -143,6 +144,22 @@ def test_onnx_finds_its_source_checkpoint(onnx_model, tiny_checkpoint, sizes, tm
         # A different checkpoint of the same name is refused by its checksum.
         (tmp_path / "ckpt.pt").write_bytes((tmp_path / "ckpt.pt").read_bytes() + b"\0")
         with pytest.raises(ConfigError, match="checksum differs"):
+            find_reference(runner, None)
+
+
+@pytest.mark.parametrize("name", ["../ckpt.pt", "/tmp/ckpt.pt", "..", "sub/ckpt.pt"])
+def test_a_source_checkpoint_outside_the_models_folder_is_never_followed(onnx_model, tiny_checkpoint, tmp_path,
+                                                                         name):
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(onnx_model, models)
+    shutil.copy(tiny_checkpoint, tmp_path / "ckpt.pt")  # a real checkpoint one folder up
+    sidecar = models / "model.onnx.json"
+    data = json.loads(onnx_model.with_name("model.onnx.json").read_text())
+    sidecar.write_text(json.dumps({**data, "source_checkpoint": {**data["source_checkpoint"], "file": name}}))
+    with ingan.runtime.load(models / "model.onnx") as runner:
+        with pytest.raises(ConfigError, match=f"names the source checkpoint '{re.escape(name)}', which is not a "
+                                              "plain file name next to it; pass the training image with --reference"):
             find_reference(runner, None)
 
 

@@ -326,3 +326,66 @@ def test_animation_options_need_sweep(onnx_model, tmp_path):
     result = run(onnx_model, "--fps", "10", "-o", tmp_path / "a.png")
     assert result.exit_code == 2 and "--fps only applies to an animation; add --sweep FILE" in result.output
     assert not (tmp_path / "a.png").exists()
+
+
+def test_a_request_failing_at_run_time_leaves_no_partial_results(onnx_model, tmp_path, monkeypatch):
+    """All sizes pass the range check; the second fails inside the backend (e.g. out of memory)."""
+    from ingan.errors import InganError
+    from ingan.runtime.backends.ort import OrtRunner
+
+    real = OrtRunner._retarget
+
+    def failing(self, size, homography, image):
+        if size == (48, 64):
+            raise InganError("ONNX Runtime failed at 64x48 (simulated allocation failure)")
+        return real(self, size, homography, image)
+
+    monkeypatch.setattr(OrtRunner, "_retarget", failing)
+    out = tmp_path / "out"
+    one_line_error(run(onnx_model, "--size", "32x32", "--size", "64x48", "--collage", "-o", out), "simulated")
+    assert files(tmp_path) == []  # no image of the first request, no empty folder
+    one_line_error(run(onnx_model, "--size", "64x48", "-o", out), "simulated")
+    assert files(tmp_path) == []
+
+
+def test_a_sidecar_claiming_a_wider_range_than_the_model_is_refused(model_copy, tmp_path):
+    """The validated range is also recorded inside the ONNX file, which the checksum covers."""
+    sidecar = model_copy.with_name("model.onnx.json")
+    data = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**data, "max_size": [4000, 4000]}))
+    one_line_error(run(model_copy, "--size", "3000x3000", "-o", tmp_path / "o.png"),
+                   "does not match its .json sidecar (size range: model 16x16 .. 120x96 (width x height), "
+                   "sidecar 16x16 .. 4000x4000")
+    assert files(tmp_path) == ["m"]
+
+
+def test_an_export_killed_between_its_renames_leaves_the_old_model_loadable(tiny_checkpoint, tmp_path, monkeypatch):
+    """The new sidecar is renamed first and remembers the old one; the model rename is killed."""
+    import ingan.fsutil
+    from ingan.export.pipeline import ExportOptions, export_checkpoint
+
+    export_checkpoint(tiny_checkpoint, ExportOptions(out_dir=tmp_path, min_size=(16, 16), max_size=(64, 64),
+                                                     engine="skip"))
+    old_bytes = (tmp_path / "model.onnx").read_bytes()
+    real_replace = os.replace
+
+    def killed_at_the_model(src, dst):
+        if str(dst).endswith("model.onnx"):
+            raise KeyboardInterrupt  # stands in for kill -9 between the two renames
+        real_replace(src, dst)
+
+    monkeypatch.setattr(ingan.fsutil.os, "replace", killed_at_the_model)
+    with pytest.raises(KeyboardInterrupt):
+        export_checkpoint(tiny_checkpoint, ExportOptions(out_dir=tmp_path, min_size=(16, 16), max_size=(96, 120),
+                                                         engine="skip"))
+    monkeypatch.setattr(ingan.fsutil.os, "replace", real_replace)
+    assert (tmp_path / "model.onnx").read_bytes() == old_bytes
+    assert json.loads((tmp_path / "model.onnx.json").read_text())["max_size"] == [96, 120]  # the new sidecar
+    with ingan.runtime.load(tmp_path / "model.onnx") as runner:  # ... still serves the old model
+        assert runner.max_size == (64, 64)
+        assert runner.retarget((64, 64)).shape == (64, 64, 3)
+    export_checkpoint(tiny_checkpoint, ExportOptions(out_dir=tmp_path, min_size=(16, 16), max_size=(96, 120),
+                                                     engine="skip"))
+    with ingan.runtime.load(tmp_path / "model.onnx") as runner:
+        assert runner.max_size == (96, 120)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]

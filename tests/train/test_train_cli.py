@@ -332,3 +332,23 @@ def test_size_step_is_validated_and_fixed_on_resume(tmp_path, image_file):
     assert load_checkpoint(out / "ckpt.pt").payload["train_config"]["size_step"] == 16
     result = run("--resume", out / "ckpt.pt", "--size-step", "8", "--iters", "3")
     assert result.exit_code == 2 and "--size-step cannot change on --resume" in result.output
+
+
+@pytest.mark.parametrize("name, folder", [("....png", "image"), ("..png", "image"), (". .png", "image"),
+                                          ("photo.png", "photo")])
+def test_the_default_output_folder_stays_under_runs(tmp_path, image, monkeypatch, name, folder):
+    from PIL import Image as PILImage
+
+    monkeypatch.chdir(tmp_path)
+    PILImage.fromarray(image).save(tmp_path / name, format="PNG")
+    result = run(tmp_path / name, *TINY, "--iters", "1", "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / folder / "ckpt.pt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "runs"])
+
+
+def test_safe_folder_name():
+    from ingan.fsutil import safe_folder_name
+
+    assert safe_folder_name("..") == "image" and safe_folder_name("") == "image"
+    assert safe_folder_name("a/b\\c\x01") == "a_b_c_" and safe_folder_name(".hidden") == ".hidden"

@@ -9,7 +9,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ingan.errors import DeviceError, InganError, first_line
-from ingan.metadata import MetadataError, ModelMetadata
+from ingan.metadata import MetadataError, ModelMetadata, size_range_from_properties
+from ingan.sizes import format_range
 from ingan.runtime.base import Runner, graph_homography, to_hwc_uint8
 from ingan.runtime.ort_session import create_session, import_onnxruntime
 
@@ -72,6 +73,10 @@ class OrtRunner(Runner):
                                   self.path.parent / f".{self.path.name}.trt-cache")
         self.session = create_session(self.path, providers=chosen, threads=threads)
         problems = metadata.input_problems(i.name for i in self.session.get_inputs())
+        recorded = size_range_from_properties(dict(self.session.get_modelmeta().custom_metadata_map))
+        if recorded is not None and recorded != (list(metadata.min_size), list(metadata.max_size)):
+            problems.append(f"size range: model {format_range(*recorded)}, sidecar "
+                            f"{format_range(metadata.min_size, metadata.max_size)}")
         if problems:
             raise MetadataError(
                 f"'{self.path.name}' does not match its .json sidecar ({'; '.join(problems)}); the sidecar "
