@@ -1,8 +1,9 @@
 """User-facing errors.
 
 Anything a user can cause (a bad path, a corrupt file, a size out of range, a missing
-optional package) raises an `InganError`. The CLIs print it as one line and exit 1;
-anything else is a bug and keeps its traceback.
+optional package) raises an `InganError`. The CLIs print it as one line and exit 1
+(`OptionError`, a bad option value: click's usage lines and exit 2); anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ class CheckpointError(InganError):
 
 class ConfigError(InganError):
     """Options that contradict each other or are out of range."""
+
+
+class OptionError(ConfigError):
+    """An option value that is wrong alone or with another option: the CLIs exit 2 with click's
+    usage lines, like a malformed value, rather than 1 as for a problem met while working."""
 
 
 class OutputPathError(InganError):
@@ -45,7 +51,12 @@ class MissingDependencyError(InganError):
 
 
 def first_line(exc: BaseException, limit: int | None = 300) -> str:
-    """The first line of an exception's message (at most `limit` characters), else its type
-    name: third-party errors can be pages long, and a user error is one line."""
+    """The first line of an exception's message, else its type name: third-party errors can
+    be pages long, and a user error is one line. Over `limit` characters it is shortened at
+    a word boundary and marked with '...', never cut mid-word without a mark."""
     text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
+    line = text.splitlines()[0].strip() if text else type(exc).__name__
+    if limit is None or len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0].rstrip(",;:")
+    return (cut if len(cut) > limit // 2 else line[:limit]) + " ..."

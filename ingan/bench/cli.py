@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +171,12 @@ def run(models: tuple[Path, ...], sizes: list[tuple[int, int]], backends: list[s
     cells = report["cells"]
     ok = sum(c["status"] == "ok" for c in cells)
     failed = [c for c in cells if c["status"] == "failed"]
-    skipped = sum(c["status"] == "skipped" for c in cells)
-    summary = f"{ok} cells measured, {skipped} skipped, {len(failed)} failed in {time.monotonic() - started:.1f}s"
+    skipped = [c for c in cells if c["status"] == "skipped"]
+    if quiet:  # the table (not printed with -q) gives each skipped cell's reason; say them once each
+        for reason, count in Counter(c["reason"] for c in skipped).items():
+            click.echo(f"skipped {count} cell{'s' if count > 1 else ''}: {reason}", err=True)
+    summary = (f"{ok} cells measured, {len(skipped)} skipped, {len(failed)} failed in "
+               f"{time.monotonic() - started:.1f}s")
     if failed or ok == 0:
         for cell in failed:
             click.echo(f"failed: {cell['key']}: {cell['reason']}", err=True)

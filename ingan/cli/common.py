@@ -11,12 +11,13 @@ from typing import Iterator
 
 import click
 
-from ingan.errors import InganError
+from ingan.errors import InganError, OptionError
 
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn an InganError into click's one-line 'Error: ...' and exit status 1.
+    """Turn an InganError into click's one-line 'Error: ...' and exit status 1 (an OptionError
+    into click's usage error, exit status 2).
 
     SIGTERM (timeout, docker stop, schedulers) becomes a normal exit with status 143, so
     every temporary file of an unfinished atomic write is removed on the way out.
@@ -26,6 +27,8 @@ def user_errors() -> Iterator[None]:
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield
+    except OptionError as exc:
+        raise click.UsageError(str(exc)) from None
     except InganError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import ingan
-from ingan.errors import ConfigError, InganError
+from ingan.errors import ConfigError, InganError, OptionError
 from ingan.export.graph import ExportSpec, RetargetGraph
 from ingan.export.onnx_export import OUTPUT_NAME, export_onnx
 from ingan.export.validate import (
@@ -92,17 +92,17 @@ def size_range(ckpt: Checkpoint, options: ExportOptions) -> SizeRange:
     opt = options.opt_size or (min(max(h, low[0]), high[0]), min(max(w, low[1]), high[1]))
     for name, value in (("--min-size", low), ("--opt-size", opt), ("--max-size", high)):
         if max(value) > MAX_EXPORT_SIDE:
-            raise ConfigError(
+            raise OptionError(
                 f"{name} {value[1]}x{value[0]} exceeds {MAX_EXPORT_SIDE} px per side (one such output "
                 f"needs tens of GB); use at most {MAX_EXPORT_SIDE}x{MAX_EXPORT_SIDE}"
             )
         if min(value) < floor:
-            raise ConfigError(
+            raise OptionError(
                 f"{name} {value[1]}x{value[0]} is below the generator's minimum side {floor} px; "
                 f"use at least {floor}x{floor}"
             )
     if not (low[0] <= opt[0] <= high[0] and low[1] <= opt[1] <= high[1]):
-        raise ConfigError(
+        raise OptionError(
             f"size range is inconsistent: need min <= opt <= max per side, got min {low[1]}x{low[0]}, "
             f"opt {opt[1]}x{opt[0]}, max {high[1]}x{high[0]}"
         )
@@ -254,7 +254,7 @@ def export_checkpoint(
         if not available:  # fail before spending minutes on ONNX
             raise InganError(f"--engine: cannot build a TensorRT engine: {reason}")
     if not is_plain_stem(options.name):
-        raise ConfigError(f"invalid --name '{options.name}'; use a plain file stem such as 'model'")
+        raise OptionError(f"invalid --name '{options.name}'; use a plain file stem such as 'model'")
     sizes = size_range(ckpt, options)
     generator = ckpt.build_generator()
     out_dir = ensure_output_dir(options.out_dir)  # only once the options are known to be good

@@ -121,7 +121,7 @@ def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) ->
         with atomic_path(path) as tmp:
             torch.save(data, tmp)
     except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError
-        detail = getattr(exc, "strerror", None) or first_line(exc, 120)
+        detail = getattr(exc, "strerror", None) or first_line(exc)
         raise OutputPathError(
             f"cannot write '{path}' ({detail}); free disk space or pass a writable --out "
             "(the previous checkpoint, if any, is intact)"
@@ -157,13 +157,13 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     except pickle.UnpicklingError as exc:
         # weights_only refuses anything beyond plain tensors/containers: code never runs.
         match = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
-        reason = match.group(1).strip()[:120] if match else "unsupported content"
+        reason = first_line(ValueError(match.group(1)), 160) if match else "unsupported content"
         raise CheckpointError(
             f"refusing to load '{p}': not an ingan checkpoint; it is corrupt or holds objects other "
             f"than plain tensors, which could run code when loaded ({reason})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
-        reason = first_line(exc, 160)
+        reason = first_line(exc)
         raise CheckpointError(
             f"cannot read '{p}': the file is truncated, corrupt or not a PyTorch checkpoint ({reason})"
         ) from None

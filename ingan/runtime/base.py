@@ -132,7 +132,12 @@ class Runner(abc.ABC):
             out = self._retarget(hw, h_matrix, pixels)
             self.last_timing = Timing(time.perf_counter() - started)
         if out.shape != (hw[0], hw[1], 3) or out.dtype != np.uint8:
-            raise InganError(f"internal error: backend returned {out.shape} {out.dtype} for {hw}")
+            # Not a bug of ours: the model file computed something else than its contract says.
+            raise InganError(
+                f"'{self.path.name}' returned a {'x'.join(map(str, out.shape))} {out.dtype} array for a "
+                f"{format_size(hw)} request, not the {hw[1]}x{hw[0]} RGB image the ingan graph contract "
+                "promises (docs/onnx-contract.md); the model file is not an ingan export: re-export it"
+            )
         return out
 
     def close(self) -> None:

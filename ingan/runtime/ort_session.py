@@ -20,7 +20,9 @@ def create_session(path: str | os.PathLike[str], providers: Sequence[Any] | None
     """An InferenceSession; `providers` in priority order (default: CPU only)."""
     ort = import_onnxruntime()
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: shape-inference chatter is not for users
+    # Fatal only: ORT would print its own (coloured, multi-line) error log before raising; we
+    # turn the exception into one line of our own instead.
+    options.log_severity_level = 4
     if threads:
         options.intra_op_num_threads = threads
     try:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ingan.cli.common import Duration, format_duration, notice, setup_logging, user_errors
-from ingan.errors import CheckpointError, ConfigError, first_line
+from ingan.errors import CheckpointError, ConfigError, OptionError, first_line
 from ingan.fsutil import safe_folder_name
 
 QUICK_NOTE = (
@@ -172,7 +172,7 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
             trainer = Trainer.from_checkpoint(ckpt, options, iters=opt["iters"],
                                               even_scale_weights=opt["even_scale_weights"])
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
-            detail = first_line(exc, 160)
+            detail = first_line(exc)
             raise CheckpointError(
                 f"'{resume}': its training state is damaged ({detail}); resume from another checkpoint, "
                 "or start a new run from its generator with --init-from"
@@ -201,15 +201,18 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
         size_step = opt["size_step"]
         if size_step is None and opt["cuda_graphs"]:
             size_step = GRAPH_SIZE_STEP
-        config = config.with_overrides(
-            size_step=size_step,
-            crop_size=opt["crop_size"],
-            base_channels=opt["base_channels"],
-            g_lr=opt["lr"],
-            d_lr=opt["lr"],
-            max_transform=opt["max_transform"],
-            seed=opt["seed"],
-        )
+        try:
+            config = config.with_overrides(
+                size_step=size_step,
+                crop_size=opt["crop_size"],
+                base_channels=opt["base_channels"],
+                g_lr=opt["lr"],
+                d_lr=opt["lr"],
+                max_transform=opt["max_transform"],
+                seed=opt["seed"],
+            )
+        except ConfigError as exc:  # values of this command's options: a usage error
+            raise OptionError(str(exc)) from None
         if opt["even_scale_weights"]:
             config = config.holding_even_scale_weights()
         out = Path(opt["out"] or Path("runs") / safe_folder_name(image.stem))

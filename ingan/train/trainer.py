@@ -406,7 +406,7 @@ class Trainer:
             load_optimizer_state(trainer.opt_g, payload["optimizer_g"], fused=trainer.use_cuda or None)
             load_optimizer_state(trainer.opt_d, payload["optimizer_d"], fused=trainer.use_cuda or None)
         except (RuntimeError, KeyError, ValueError) as exc:
-            first = first_line(exc, 160)
+            first = first_line(exc)
             raise CheckpointError(f"'{ckpt.path}': training state does not match its config ({first})") from None
         rng = payload["rng"]
         torch.set_rng_state(rng["torch"])

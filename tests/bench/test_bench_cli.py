@@ -117,6 +117,7 @@ def test_zero_time_budget_starts_no_cell(tiny_models, tmp_path):
     result = run(tiny_models[0], "--backends", "ort-cpu", "--sizes", "64x64", *FAST, "--time-budget", "0",
                  "-o", tmp_path / "o", "-q", "--no-plot")
     assert result.exit_code == 1 and "0 cells measured, 1 skipped" in result.output
+    assert "skipped 1 cell: " in result.output  # -q still says why (the table is not printed)
 
 
 def test_unreadable_models(tiny_models, tmp_path):

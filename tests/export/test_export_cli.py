@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from ingan.export.cli import main
 from ingan.metadata import ModelMetadata, sidecar_path
 from ingan.model.checkpoint import FORMAT_VERSION, load_checkpoint
-from clitest import one_line_error
+from clitest import one_line_error, usage_error
 
 
 def run(*args):
@@ -76,13 +76,13 @@ def test_newer_checkpoint_format(tiny_checkpoint, tmp_path):
 
 
 def test_min_larger_than_max(tiny_checkpoint, tmp_path):
-    one_line_error(run(tiny_checkpoint, "-o", tmp_path, "--min-size", "90x90", "--max-size", "40x40"),
-                   "min <= opt <= max")
+    usage_error(run(tiny_checkpoint, "-o", tmp_path, "--min-size", "90x90", "--max-size", "40x40"),
+                "min <= opt <= max")
     assert _no_files(tmp_path) == []
 
 
 def test_size_below_architecture_minimum(tiny_checkpoint, tmp_path):
-    one_line_error(run(tiny_checkpoint, "-o", tmp_path, "--min-size", "8x8"), "minimum side 16")
+    usage_error(run(tiny_checkpoint, "-o", tmp_path, "--min-size", "8x8"), "minimum side 16")
 
 
 def test_output_folder_is_a_file(tiny_checkpoint, tmp_path):
@@ -125,10 +125,10 @@ def test_opset_17_and_giant_sizes_are_refused(tiny_checkpoint, tmp_path):
     assert result.exit_code == 2 and "Invalid value for '--opset'" in result.output
     result = CliRunner().invoke(main, [str(tiny_checkpoint), "--no-engine", "--max-size", "100000x100000",
                                        "-o", str(tmp_path / "b")])
-    assert result.exit_code == 1 and "exceeds 8192 px per side" in result.output
+    assert result.exit_code == 2 and "exceeds 8192 px per side" in result.output
 
 
 @pytest.mark.parametrize("name", ["", "a/b", "a\\b", ".hidden"])
 def test_name_must_be_a_plain_file_stem(tiny_checkpoint, tmp_path, name):
-    one_line_error(run(tiny_checkpoint, "-o", tmp_path / "o", "--name", name), "use a plain file stem")
+    usage_error(run(tiny_checkpoint, "-o", tmp_path / "o", "--name", name), "use a plain file stem")
     assert not (tmp_path / "o").exists()  # refused before anything is written

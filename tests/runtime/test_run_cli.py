@@ -389,3 +389,49 @@ def test_an_export_killed_between_its_renames_leaves_the_old_model_loadable(tiny
     with ingan.runtime.load(tmp_path / "model.onnx") as runner:
         assert runner.max_size == (96, 120)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
+
+
+def _forged_model(folder, nodes, output_shape):
+    """A valid ONNX file with the contract's `size` input and a sidecar that matches it."""
+    import hashlib
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, "forged", [helper.make_tensor_value_info("size", TensorProto.INT64, [2])],
+                              [helper.make_tensor_value_info("output", TensorProto.UINT8, output_shape)])
+    path = folder / "forged.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    data = json.loads((folder / "model.onnx.json").read_text())
+    data.update(artifact="forged.onnx", artifact_sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    (folder / "forged.onnx.json").write_text(json.dumps(data))
+    return path
+
+
+def test_a_model_breaking_the_contract_is_named_not_an_internal_error(model_copy, tmp_path):
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 2, 1, 1])
+    nodes = [helper.make_node("Reshape", ["size", "shape_c"], ["r"]), helper.make_node("Cast", ["r"], ["output"],
+                                                                                      to=TensorProto.UINT8)]
+    nodes.insert(0, helper.make_node("Constant", [], ["shape_c"], value=shape))
+    forged = _forged_model(model_copy.parent, nodes, [1, 2, 1, 1])
+    result = run(forged, "--size", "32x32", "-o", tmp_path / "x.png")
+    one_line_error(result, "returned a 2x1x1 uint8 array for a 32x32 request, not the 32x32 RGB image")
+    assert "internal error" not in result.output and "not an ingan export" in result.output
+
+
+def test_onnx_runtime_prints_no_log_of_its_own_before_our_error(model_copy, tmp_path):
+    """ORT logs run-time failures itself (coloured, on the C++ stderr): only our line must show."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Constant", [], ["shape"], value=helper.make_tensor("s", TensorProto.INT64, [1], [3])),
+             helper.make_node("Reshape", ["size", "shape"], ["r"]),
+             helper.make_node("Cast", ["r"], ["output"], to=TensorProto.UINT8)]
+    forged = _forged_model(model_copy.parent, nodes, None)
+    done = subprocess.run([sys.executable, "-m", "ingan.runtime", str(forged), "--size", "32x32", "-q",
+                           "-o", str(tmp_path / "x.png")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [line for line in done.stderr.strip().splitlines()
+                                                if line.startswith("Error: ONNX Runtime failed at 32x32")]
+    assert "[E:onnxruntime" not in done.stderr and "\x1b[" not in done.stderr

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ingan.model.checkpoint import FORMAT_VERSION, load_checkpoint
-from clitest import one_line_error
+from clitest import one_line_error, usage_error
 from ingan.train.cli import main
 
 TINY = ["--preset", "quick", "--crop-size", "32", "--base-channels", "4", "--device", "cpu"]
@@ -141,8 +141,14 @@ def test_cuda_only_switches_on_cpu_are_noticed(tmp_path, image_file):
 
 
 def test_size_step_above_the_crop_is_refused(tmp_path, image_file):
-    one_line_error(run(image_file, *TINY, "--size-step", "1024", "-o", tmp_path / "o"),
-                   "must be at most the crop size (32)")
+    usage_error(run(image_file, *TINY, "--size-step", "1024", "-o", tmp_path / "o"),
+                "must be at most the crop size (32)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_crop_size_not_a_multiple_is_a_usage_error(tmp_path, image_file):
+    usage_error(run(image_file, *TINY[:2], "--crop-size", "60", "--device", "cpu", "-o", tmp_path / "o"),
+                "crop size (--crop-size) must be a multiple of 8")
 
 
 def test_refused_resume_creates_no_output_folder(tmp_path, image_file):
@@ -325,8 +331,8 @@ def test_cuda_graphs_need_cuda(tmp_path, image_file):
 
 
 def test_size_step_is_validated_and_fixed_on_resume(tmp_path, image_file):
-    one_line_error(run(image_file, *TINY, "--size-step", "12", "-o", tmp_path / "a"),
-                   "size step (--size-step) must be 0 or a multiple of 8")
+    usage_error(run(image_file, *TINY, "--size-step", "12", "-o", tmp_path / "a"),
+                "size step (--size-step) must be 0 or a multiple of 8")
     out = tmp_path / "b"
     assert run(image_file, *TINY, "--size-step", "16", "--iters", "2", "-o", out, "-q").exit_code == 0
     assert load_checkpoint(out / "ckpt.pt").payload["train_config"]["size_step"] == 16

@@ -101,7 +101,7 @@ class OrtRunner(Runner):
         except Exception as exc:
             if not type(exc).__module__.startswith("onnxruntime"):
                 raise
-            detail = first_line(exc, 200)
+            detail = first_line(exc)
             raise InganError(
                 f"ONNX Runtime failed at {size[1]}x{size[0]} ({detail}); for an allocation failure pick a "
                 "smaller size, otherwise the model or its .json sidecar is damaged: re-export it"
