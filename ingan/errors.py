@@ -39,12 +39,13 @@ class DeviceError(InganError):
 
 
 class MissingDependencyError(InganError):
-    """An optional package is not installed; the message names the pip extra."""
+    """An optional package is not installed; the message names the pip extra (raised through
+    `ingan.extras.missing`, which knows the smallest extra for each package)."""
 
-    def __init__(self, package: str, extra: str, purpose: str) -> None:
+    def __init__(self, package: str, extra: str, purpose: str, hint: str | None = None) -> None:
         super().__init__(
             f"{purpose} needs the Python package '{package}', which is not installed; "
-            f"install it with: pip install 'ingan[{extra}]'"
+            f"install it with: {hint or f'pip install {chr(39)}ingan[{extra}]{chr(39)}'}"
         )
         self.package = package
         self.extra = extra

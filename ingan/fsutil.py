@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from ingan.errors import OutputPathError
+from ingan.errors import InganError, OutputPathError
 
 
 def ensure_output_dir(path: str | os.PathLike[str]) -> Path:
@@ -116,3 +116,23 @@ def safe_folder_name(stem: str, fallback: str = "image") -> str:
     characters become '_', and names that are only dots ('..') or empty become `fallback`."""
     cleaned = "".join("_" if c in "/\\" or ord(c) < 32 else c for c in stem).strip()
     return cleaned if cleaned.strip(".") else fallback
+
+
+MODEL_FILES = "a .plan, .onnx or .pt model file"
+
+
+def existing_file(path: str | os.PathLike[str], what: str, expect: str,
+                  error: type[InganError] = InganError) -> Path:
+    """`path` if it is an existing file, else the one-line error every command words alike:
+    "<what> 'p' does not exist; check the path" / "<what> 'p' is not a file (a folder); pass <expect>".
+
+    Cheap (no heavy import): CLIs call it before loading anything, so a wrong path is
+    reported at once.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise error(f"{what} '{p}' does not exist; check the path")
+    if not p.is_file():
+        kind = "a folder" if p.is_dir() else "not a regular file"
+        raise error(f"{what} '{p}' is not a file ({kind}); pass {expect}")
+    return p

@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from ingan.cli.common import Duration, SizeListParam, notice, setup_logging, user_errors
+from ingan.cli.common import Duration, collect_sizes, device_option, notice, setup_logging, size_options, user_errors
+from ingan.extras import install_hint
 from ingan.fsutil import is_plain_stem
 
 
@@ -60,6 +61,20 @@ class DefaultToRun(click.Group):
         return super().parse_args(ctx, args)
 
 
+def select_gpu(device: str) -> str:
+    """--device cuda:N: make GPU N the only one this process sees (CUDA_VISIBLE_DEVICES, before any
+    CUDA library starts), so every runtime's "cuda" is that GPU; returns "cuda"."""
+    import os
+
+    index = int(device.split(":")[1])
+    visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if visible and index >= len(visible):
+        raise click.BadParameter(f"{device}: CUDA_VISIBLE_DEVICES lists {len(visible)} GPU(s)",
+                                 param_hint="'--device'")
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible[index] if visible else str(index)
+    return "cuda"
+
+
 def _check_peak(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value > 0):
         raise click.BadParameter(f"{value} is not a positive number of TFLOP/s", param_hint="'--peak-tflops'")
@@ -87,13 +102,15 @@ def main() -> None:
 
 @main.command(context_settings=CONTEXT)
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--sizes", type=SizeListParam(), default="640x360,1280x720", show_default=True,
-              help="Output sizes, WIDTHxHEIGHT, comma-separated.")
+@size_options("Output sizes WIDTHxHEIGHT; repeat the option or give a comma list. [default: 640x360,1280x720]")
 @click.option("--backends", default="all", show_default=True, callback=_backends_option,
               help="Comma-separated: tensorrt, ort-tensorrt, ort-cuda, ort-cpu, torch-fp32, torch-fp16, "
                    "torch-bf16 (each runs the model files of its kind), or 'all' available here.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto: every available backend; cpu / cuda: only those.")
+@device_option("auto: every backend available here; cpu: the CPU backends only; cuda[:N]: the GPU backends "
+               "only, on GPU N.")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="CPU threads per request for ONNX Runtime and PyTorch on the CPU (0: the library's default, "
+                   "one per physical core).")
 @click.option("--cuda-graphs", type=click.Choice(["both", "on", "off"]), default="both", show_default=True,
               help="CUDA-graph dimension for TensorRT and PyTorch on CUDA (trtexec 11 default: on).")
 @click.option("--warmup", type=WarmupParam(), default="200ms", show_default=True,
@@ -120,7 +137,8 @@ def main() -> None:
 @click.option("--allow-host-code", is_flag=True,
               help="Allow version-compatible TensorRT plans (they embed host code: trusted plans only).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines and no table on the terminal.")
-def run(models: tuple[Path, ...], sizes: list[tuple[int, int]], backends: list[str] | None, device: str,
+def run(models: tuple[Path, ...], sizes: tuple[list[tuple[int, int]], ...],
+        old_sizes: tuple[list[tuple[int, int]], ...], backends: list[str] | None, device: str, threads: int,
         cuda_graphs: str,
         warmup: tuple, iterations: int, duration: float, max_iterations: int | None, time_budget: float | None,
         peak_tflops: float | None, out: Path | None, name: str, no_plot: bool, any_size: bool,
@@ -142,6 +160,9 @@ def run(models: tuple[Path, ...], sizes: list[tuple[int, int]], backends: list[s
       ingan-bench model.onnx --backends ort-cpu --warmup 1 --iterations 3 --duration 0
     """
     setup_logging(quiet)
+    wanted = collect_sizes(sizes, old_sizes) or [(360, 640), (720, 1280)]
+    if device.startswith("cuda:"):
+        device = select_gpu(device)
     from ingan.bench import report as report_mod
     from ingan.bench.suite import BenchOptions, default_out_dir, run_benchmark, write_outputs
     from ingan.bench.timing import Settings
@@ -152,7 +173,7 @@ def run(models: tuple[Path, ...], sizes: list[tuple[int, int]], backends: list[s
         warm_n, warm_s = warmup
         settings = Settings(warmup_iterations=warm_n, warmup_seconds=warm_s, iterations=iterations,
                             duration_s=duration, max_iterations=max_iterations)
-        options = BenchOptions(sizes=sizes, backends=backends, device=device,
+        options = BenchOptions(sizes=wanted, backends=backends, device=device, threads=threads,
                                cuda_graphs=cuda_graphs, settings=settings, peak_tflops=peak_tflops,
                                time_budget_s=time_budget, allow_host_code=allow_host_code, any_size=any_size)
         target = out or default_out_dir()
@@ -167,7 +188,9 @@ def run(models: tuple[Path, ...], sizes: list[tuple[int, int]], backends: list[s
         if path is not None:
             click.echo(f"wrote {path}")
     if not no_plot and paths.get("plot") is None:
-        click.echo("note: no plot (matplotlib missing: pip install 'ingan[bench]', or no cell ran)", err=True)
+        why = ("no cell ran" if not any(c["status"] == "ok" for c in report["cells"])
+               else f"matplotlib is missing: {install_hint('matplotlib')}")
+        click.echo(f"note: no plot ({why})", err=True)
     cells = report["cells"]
     ok = sum(c["status"] == "ok" for c in cells)
     failed = [c for c in cells if c["status"] == "failed"]

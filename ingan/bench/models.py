@@ -14,6 +14,8 @@ from typing import Any, Callable, Sequence
 
 from ingan.bench import cost as cost_mod
 from ingan.errors import ConfigError, InganError
+from ingan.extras import install_hint
+from ingan.fsutil import MODEL_FILES, existing_file
 from ingan.metadata import ModelMetadata
 from ingan.sizes import format_size
 
@@ -103,11 +105,7 @@ def inspect_model(path: str | Path) -> ModelInfo:
     Reads the sidecar (`.onnx`, `.plan`) or loads the checkpoint (`.pt`, needs torch);
     it does not load the model into a runtime, so cold starts stay cold.
     """
-    p = Path(path)
-    if not p.exists():
-        raise InganError(f"model '{p}' does not exist; check the path")
-    if not p.is_file():
-        raise InganError(f"'{p}' is not a file; pass a .plan, .onnx or .pt model file")
+    p = existing_file(path, "model", MODEL_FILES)
     kind = KIND_BY_SUFFIX.get(p.suffix.lower())
     if kind is None:
         raise ConfigError(f"cannot tell the model type of '{p.name}' from its suffix; use .plan/.engine (TensorRT), "
@@ -189,7 +187,8 @@ class Availability:
 
     def tensorrt(self) -> tuple[bool, str]:
         if not (importable("tensorrt") or importable("tensorrt_lean")):
-            return False, "neither 'tensorrt' nor 'tensorrt_lean' is installed (pip install 'ingan[gpu]')"
+            return False, (f"neither 'tensorrt' nor 'tensorrt_lean' is installed ({install_hint('tensorrt')}, or "
+                           f"{install_hint('tensorrt_lean')} for --version-compatible plans)")
         return self.cuda_python_gpu()
 
     def why_not(self, backend: str, model: ModelInfo) -> str | None:
@@ -202,7 +201,7 @@ class Availability:
         if backend in ORT_PROVIDERS:
             available = self.ort_providers()
             if not available:
-                return "onnxruntime is not installed (pip install 'ingan[export]' or onnxruntime-gpu)"
+                return f"onnxruntime is not installed ({install_hint('onnxruntime')}; on a GPU {install_hint('cuda.bindings')})"
             if ORT_PROVIDERS[backend] not in available:
                 return f"this onnxruntime has no {ORT_PROVIDERS[backend]} (available: {', '.join(available)})"
             if backend == "ort-cpu" and self.device == "cuda":
@@ -242,6 +241,7 @@ class CellSpec:
     cuda_graphs: bool
     device: str  # cuda | cpu
     outside_range: bool = False  # a PyTorch-on-CUDA size beyond the checkpoint's trained range (any_size)
+    threads: int = 0  # CPU threads per request (ONNX Runtime / PyTorch on the CPU); 0: the library's default
 
 
 def precision_of(backend: str) -> str:
@@ -254,7 +254,7 @@ def cell_key(model: str, backend: str, precision: str, graphs: bool, size: tuple
 
 def plan_cells(models: list[ModelInfo], sizes: list[tuple[int, int]], backends: list[str] | None,
                graphs: str, avail: Availability,
-               any_size: bool = False) -> tuple[list[CellSpec], list[dict[str, Any]]]:
+               any_size: bool = False, threads: int = 0) -> tuple[list[CellSpec], list[dict[str, Any]]]:
     """(cells to run, skipped-cell records). `graphs`: both | on | off.
 
     A size outside a model's recorded range is skipped, except with `any_size` for the
@@ -293,7 +293,8 @@ def plan_cells(models: list[ModelInfo], sizes: list[tuple[int, int]], backends: 
                             f"size {format_size(size)} is outside the model's range "
                             f"{format_size(model.metadata.min_size)}..{format_size(model.metadata.max_size)}{hint}"))
                         continue
-                    cells.append(CellSpec(model, backend, size, graphs_on, device, outside))
+                    cells.append(CellSpec(model, backend, size, graphs_on, device, outside,
+                                          threads if device == "cpu" else 0))
     return cells, skipped
 
 

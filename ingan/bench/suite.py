@@ -24,7 +24,8 @@ from ingan.bench.models import (
     parse_backends,
     plan_cells,
 )
-from ingan.errors import ConfigError
+from ingan.errors import ConfigError, OptionError
+from ingan.sizes import format_range, format_size
 from ingan.fsutil import atomic_path, ensure_output_dir
 
 
@@ -32,13 +33,14 @@ from ingan.fsutil import atomic_path, ensure_output_dir
 class BenchOptions:
     sizes: Sequence[tuple[int, int]] = ((360, 640), (720, 1280))  # (height, width)
     backends: Sequence[str] | None = None  # None: every backend available for each model
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda (cuda:N is mapped to "cuda" by the CLI, see ingan-bench --device)
     cuda_graphs: str = "both"  # both | on | off
     settings: timing.Settings = field(default_factory=timing.Settings)
     peak_tflops: float | None = None
     time_budget_s: float | None = None  # stop starting cells after this many seconds
     allow_host_code: bool = False
     any_size: bool = False  # PyTorch on CUDA: also sizes outside the checkpoint's trained range
+    threads: int = 0  # CPU threads per request for the CPU backends (0: the library's default)
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
@@ -70,7 +72,9 @@ def run_benchmark(model_paths: Sequence[str | Path], options: BenchOptions,
                               f"add such a model or drop {backend}")
     avail = Availability(device=options.device)
     sizes = list(dict.fromkeys((int(h), int(w)) for h, w in options.sizes))
-    cells, skipped = plan_cells(models, sizes, backends, options.cuda_graphs, avail, options.any_size)
+    check_sizes_fit(models, sizes, options.any_size)
+    cells, skipped = plan_cells(models, sizes, backends, options.cuda_graphs, avail, options.any_size,
+                                options.threads)
     if options.device == "cuda" and not any(c.device == "cuda" for c in cells):
         reasons = list(dict.fromkeys(s["reason"] for s in skipped if BACKENDS[s["backend"]].device == "cuda"))
         raise ConfigError("--device cuda: no CUDA backend can run these models here ("
@@ -84,12 +88,24 @@ def run_benchmark(model_paths: Sequence[str | Path], options: BenchOptions,
     settings = {**options.settings.to_dict(), "device": options.device, "cuda_graphs": options.cuda_graphs,
                 "backends": list(backends) if backends else "all available",
                 "sizes": [f"{w}x{h}" for h, w in sizes], "peak_tflops_override": options.peak_tflops,
-                "time_budget_s": options.time_budget_s, "any_size": options.any_size}
+                "time_budget_s": options.time_budget_s, "any_size": options.any_size, "threads": options.threads}
     report = report_mod.build_report(settings=settings, environment=environment,
                                      models=[m.to_dict() for m in models], cells=records + skipped,
                                      command=command, created=env_mod.utc_now(),
                                      elapsed_s=time.perf_counter() - started)
     return report_mod.check_report(report)
+
+
+def check_sizes_fit(models: Sequence[Any], sizes: Sequence[tuple[int, int]], any_size: bool = False) -> None:
+    """Refuse, before any cell runs, a size that no given model accepts (a run of skipped
+    cells would otherwise take seconds to say nothing). A size that fits some models only
+    runs on those; the others' cells are reported as skipped."""
+    for size in sizes:
+        if any(m.metadata.size_in_range(size) or (any_size and m.kind == "pytorch") for m in models):
+            continue
+        ranges = "; ".join(f"{m.label}: {format_range(m.metadata.min_size, m.metadata.max_size)}" for m in models)
+        raise OptionError(f"--size {format_size(size)} is outside the range of every model given ({ranges}); "
+                          "pick sizes inside a model's range")
 
 
 def default_out_dir(base: Path | None = None) -> Path:

@@ -7,11 +7,13 @@ import logging
 import re
 import signal
 import threading
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import click
 
 from ingan.errors import InganError, OptionError
+
+F = TypeVar("F", bound=Callable[..., object])
 
 
 @contextlib.contextmanager
@@ -130,3 +132,54 @@ class SizeListParam(click.ParamType):
             self.fail("give at least one size, e.g. 640x360", param, ctx)
         one = SizeParam()
         return [one.convert(item, param, ctx) for item in items]
+
+
+class DeviceParam(click.ParamType):
+    """auto, cpu, cuda or cuda:N: the one device grammar (ingan/devices.py), checked at parse time."""
+
+    name = "DEVICE"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from ingan.devices import check_device_name
+        from ingan.errors import OptionError
+
+        try:
+            return check_device_name(str(value))
+        except OptionError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def device_option(help_text: str) -> Callable[[F], F]:
+    """`--device` with the same grammar and default (auto) on every command."""
+    from ingan.devices import DEVICE_HELP
+
+    return click.option("--device", type=DeviceParam(), default="auto", show_default=True,
+                        help=f"{help_text} {DEVICE_HELP[0].upper()}{DEVICE_HELP[1:]}.")
+
+
+SIZE_OPTION_HELP = ("Output size WIDTHxHEIGHT, e.g. 640x360; repeat the option or give a comma list "
+                    "(--size 640x360,256x256).")
+
+
+def size_options(help_text: str = SIZE_OPTION_HELP, required: bool = False) -> Callable[[F], F]:
+    """`--size WxH` (repeatable, comma lists allowed) plus the old `--sizes` spelling, hidden,
+    kept for one release; `collect_sizes` merges them (with a notice for the old one)."""
+
+    def decorate(fn: F) -> F:
+        fn = click.option("--sizes", "old_sizes", type=SizeListParam(), multiple=True, hidden=True)(fn)
+        return click.option("--size", "sizes", type=SizeListParam(), multiple=True, metavar="WxH",
+                            help=help_text + (" Required." if required else ""))(fn)
+
+    return decorate
+
+
+def collect_sizes(sizes: tuple[list[tuple[int, int]], ...], old_sizes: tuple[list[tuple[int, int]], ...],
+                  required: bool = False) -> list[tuple[int, int]]:
+    """The sizes of `--size` (and `--sizes`), in order, each once; a usage error if required and none."""
+    if old_sizes:
+        notice("--sizes is now spelt --size (it takes the same comma list, and may repeat); --sizes will be "
+               "removed in the next release")
+    merged = [size for group in (*sizes, *old_sizes) for size in group]
+    if required and not merged:
+        raise click.UsageError("give at least one --size WxH (e.g. --size 640x360)")
+    return list(dict.fromkeys(merged))

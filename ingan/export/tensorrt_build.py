@@ -24,7 +24,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ingan.errors import ConfigError, DeviceError, InganError, MissingDependencyError, OutputPathError
+from ingan.errors import ConfigError, DeviceError, InganError, OutputPathError
+from ingan.extras import install_hint, missing
 from ingan.fsutil import atomic_path
 from ingan.runtime.trt_engine import (
     HOMOGRAPHY_INPUT,
@@ -37,7 +38,7 @@ from ingan.runtime.trt_engine import (
 
 log = logging.getLogger(__name__)
 
-_TRT_MISSING = "the 'tensorrt' package is not installed (pip install 'ingan[gpu]')"
+_TRT_MISSING = f"the 'tensorrt' package is not installed ({install_hint('tensorrt')})"
 
 Shape4 = tuple[int, int, int, int]
 
@@ -135,12 +136,12 @@ def _require_tensorrt() -> ModuleType:
     trt, reason = _import_tensorrt()
     if trt is None:
         if reason == _TRT_MISSING:
-            raise MissingDependencyError("tensorrt", "gpu", "Building a TensorRT engine")
+            raise missing("tensorrt", "Building a TensorRT engine")
         raise InganError(f"cannot build a TensorRT engine: {reason}")
     ok, reason = cuda_device_status()
     if not ok:
         if reason.startswith("cuda-python"):
-            raise MissingDependencyError("cuda-python", "gpu", "Building a TensorRT engine")
+            raise missing("cuda.bindings", "Building a TensorRT engine")
         raise DeviceError(f"cannot build a TensorRT engine: {reason}")
     return trt
 

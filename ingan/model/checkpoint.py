@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ingan.errors import CheckpointError, ConfigError, OutputPathError, first_line
-from ingan.fsutil import atomic_path
+from ingan.fsutil import atomic_path, existing_file
 from ingan.metadata import sha256_of
 from ingan.model.calibration import ColourCalibration
 from ingan.model.config import GeneratorConfig
@@ -140,11 +140,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
     `drop_colour_calibration` discards the stored calibration before validating it (for
     refitting a damaged one)."""
-    p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"checkpoint '{p}' does not exist; check the path")
-    if p.is_dir():
-        raise CheckpointError(f"'{p}' is a folder, not a checkpoint file; pass the path of ckpt.pt")
+    p = existing_file(path, "checkpoint", "the path of a ckpt.pt", CheckpointError)
     if p.stat().st_size == 0:
         raise CheckpointError(f"'{p}' is empty; it is not an ingan checkpoint")
     kind = _image_kind(p)

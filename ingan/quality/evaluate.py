@@ -28,7 +28,8 @@ from ingan.errors import ConfigError
 from ingan.fsutil import atomic_path, ensure_output_dir, is_plain_file_name
 from ingan.imageio import load_image, save_image
 from ingan.quality.baselines import BASELINES
-from ingan.quality.metrics import DEFAULT_MAX_BYTES, PATCH, QualityScore, resolve_device, score
+from ingan.model.device import torch_device
+from ingan.quality.metrics import DEFAULT_MAX_BYTES, PATCH, QualityScore, score
 from ingan.runtime import Runner, load
 from ingan.sizes import format_size
 
@@ -236,8 +237,8 @@ def evaluate(
     say = progress or (lambda message: None)
     started = time.perf_counter()
     if not sizes:
-        raise ConfigError("no sizes to evaluate; pass --sizes WxH[,WxH...]")
-    metric_device = resolve_device(device)
+        raise ConfigError("no sizes to evaluate; give at least one (ingan-eval --size WxH)")
+    metric_device = torch_device(device)
     own = not isinstance(model, Runner)
     runner: Runner
     if own:

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ingan.errors import ConfigError, DeviceError
+from ingan.errors import ConfigError
+from ingan.model.device import torch_device
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -341,21 +342,6 @@ def completeness(output: np.ndarray, reference: np.ndarray, **kwargs: Any) -> fl
 # --------------------------------------------------------------------------- the score
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when torch sees a GPU)."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    text = str(device)
-    if text != "cpu" and not text.startswith("cuda"):
-        raise DeviceError(f"unknown device '{text}'; use cpu, cuda or cuda:N")
-    if text.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError(f"--device {text}: CUDA is not available to torch here; use --device cpu")
-    try:
-        return torch.device(text)
-    except RuntimeError:
-        raise DeviceError(f"unknown device '{text}'; use cpu, cuda or cuda:N") from None
-
-
 def score(
     output: np.ndarray,
     reference: np.ndarray,
@@ -381,7 +367,7 @@ def score(
     """
     if max_bytes < 1:
         raise ConfigError(f"max_bytes must be positive, got {max_bytes}")
-    dev = resolve_device(device)
+    dev = torch_device(device)
     results = []
     with torch.no_grad():
         for level, o, r, po, pr in _level_samples(output, reference, levels, patch, max_patches, seed, dev):
@@ -413,7 +399,7 @@ def swd(
     values = []
     with torch.no_grad():
         for level, _, _, po, pr in _level_samples(output, reference, levels, patch, max_patches, seed,
-                                                   resolve_device(device)):
+                                                   torch_device(device)):
             values.append(sliced_wasserstein(po, pr, projections, repeats, seed=[seed, level, 2]))
     return _mean(values)
 

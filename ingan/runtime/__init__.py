@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ingan.errors import ConfigError, InganError
+from ingan.errors import ConfigError
+from ingan.fsutil import MODEL_FILES, existing_file
 from ingan.runtime.base import Runner
 
 __all__ = ["BACKENDS", "Runner", "backend_for", "load"]
@@ -59,6 +60,7 @@ def load(
     providers: Sequence[str] | None = None,
     allow_host_code: bool = False,
     cuda_graphs: int = 0,
+    threads: int = 0,
 ) -> Runner:
     """Open a model for serving.
 
@@ -72,23 +74,28 @@ def load(
             host code: only for plans you trust).
         cuda_graphs: TensorRT only: keep up to N CUDA graphs, one per recently used size
             (an LRU); repeated sizes then launch one graph instead of many kernels.
+        threads: CPU threads for one request (ONNX Runtime's intra-op threads; PyTorch's
+            `torch.set_num_threads`, which is process-wide); 0 = the library's default (ONNX
+            Runtime: one per physical core). Lower it when several runners or replicas share
+            a machine. Not for TensorRT plans (they compute on the GPU).
     """
-    model = Path(path)
-    if not model.exists():
-        raise InganError(f"model '{model}' does not exist; check the path")
-    if not model.is_file():
-        raise InganError(f"'{model}' is not a file; pass a .plan, .onnx or .pt model file")
+    model = existing_file(path, "model", MODEL_FILES)
     name = backend_for(model, backend)
     module_path, class_name = BACKENDS[name]
     module = importlib.import_module(module_path)
     cls: Any = getattr(module, class_name)
     if cuda_graphs and name != "tensorrt":
         raise ConfigError("CUDA graphs (--cuda-graphs) are a TensorRT backend option; drop it for this model")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ConfigError(f"threads must be a whole number >= 0 (0 = the library's default), got {threads!r}")
+    if threads and name == "tensorrt":
+        raise ConfigError("threads (--threads) set CPU threads for ONNX Runtime and PyTorch; a TensorRT plan runs "
+                          "on the GPU: drop it for this model")
     if name == "pytorch":
-        return cls(model, device=device)
+        return cls(model, device=device, threads=threads)
     from ingan.runtime.sidecar import read_sidecar
 
     metadata = read_sidecar(model, expected_kind="tensorrt" if name == "tensorrt" else "onnx")
     if name == "onnxruntime":
-        return cls(model, metadata, providers=providers, device=device)
+        return cls(model, metadata, providers=providers, device=device, threads=threads)
     return cls(model, metadata, allow_host_code=allow_host_code, device=device, cuda_graphs=cuda_graphs)

@@ -10,18 +10,21 @@ import math
 import re
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from ingan.cli.common import SizeParam, notice, setup_logging, user_errors
+from ingan.cli.common import collect_sizes, device_option, notice, setup_logging, size_options, user_errors
 from ingan.errors import ConfigError, OutputPathError
+from ingan.fsutil import MODEL_FILES, existing_file
 from ingan.sizes import format_size
 
-SIZE_HELP = ("Output size WIDTHxHEIGHT in pixels, e.g. 640x360 (repeatable). Every size must lie in the "
-             "model's range (see its .json, or the first line printed); all are checked before any runs.")
+SIZE_HELP = ("Output size WIDTHxHEIGHT in pixels, e.g. 640x360; repeat the option or give a comma list. Every "
+             "size must lie in the model's range (printed first, and in its .json as min_size/max_size); all "
+             "are checked before any runs.")
 SCALE_HELP = ("Output size as a scale of the training image, SYxSX = HEIGHT-scale x WIDTH-scale "
               "(note: the reverse of --size's WxH order, as in the InGAN paper): 1x2 keeps the height "
               "and doubles the width; a single number scales both (1.5 = 1.5x1.5). Repeatable. For "
@@ -33,7 +36,6 @@ _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _SCALE = re.compile(rf"^\s*({_NUMBER})\s*(?:[xX×]\s*({_NUMBER}))?\s*$")
 _FLOAT = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _WARP = re.compile(rf"^\s*({_FLOAT})\s*,\s*({_FLOAT})\s*$")
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 class ScaleParam(click.ParamType):
@@ -69,18 +71,12 @@ class WarpParam(click.ParamType):
         return left, right
 
 
-def _check_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not _DEVICE.match(value):
-        raise click.BadParameter(f"'{value}' is not a device; use cpu, cuda or cuda:N", ctx, param)
-    return value
-
-
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EPILOG,
 )
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--size", "sizes", type=SizeParam(), multiple=True, metavar="WxH", help=SIZE_HELP)
+@size_options(SIZE_HELP)
 @click.option("--scale", "scales", type=ScaleParam(), multiple=True, metavar="SYxSX", help=SCALE_HELP)
 @click.option("-o", "--out", type=click.Path(path_type=Path),
               help="Where to write: an image file (.png, .jpg, .jpeg, .webp) when exactly one image is "
@@ -105,8 +101,11 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str | None)
               help="The image to retarget, for models exported with --image-input only.")
 @click.option("--backend", type=click.Choice(["tensorrt", "onnxruntime", "pytorch"], case_sensitive=False),
               help="[default: from the suffix: .plan/.engine TensorRT, .onnx ONNX Runtime, .pt PyTorch]")
-@click.option("--device", callback=_check_device, metavar="DEVICE",
-              help="cpu, cuda or cuda:N (ONNX Runtime, PyTorch). [default: the GPU where there is one]")
+@device_option("Where ONNX Runtime and PyTorch models run (a .plan always runs on its GPU).")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="CPU threads per request (ONNX Runtime intra-op threads; PyTorch's, process-wide). 0: the "
+                   "library's default, one per physical core. Lower it when other work or other replicas "
+                   "share the machine.")
 @click.option("--provider", "providers", multiple=True, metavar="NAME",
               help="ONNX Runtime execution provider, in priority order (repeatable): tensorrt, cuda, cpu "
                    "or a full name such as CUDAExecutionProvider.")
@@ -145,17 +144,43 @@ def main(model: Path, **opt: Any) -> None:
     if given and opt["sweep"] is None:
         verb = "apply" if len(given) > 1 else "applies"
         raise click.UsageError(f"{' and '.join(given)} only {verb} to an animation; add --sweep FILE")
+    sizes = collect_sizes(opt.pop("sizes"), opt.pop("old_sizes"))
     with user_errors():
-        _run(model, **opt)
+        _run(model, RunOptions(sizes=tuple(sizes), **opt))
 
 
-def _run(model: Path, sizes: tuple[tuple[int, int], ...], scales: tuple[tuple[float, float], ...],
-         out: Path | None, collage: bool, sweep: Path | None, sweep_steps: int, fps: int,
-         warp: tuple[float, float] | None, image: Path | None, backend: str | None, device: str | None,
-         providers: tuple[str, ...], allow_host_code: bool, cuda_graphs: int, repeat: int,
-         quiet: bool) -> None:
+@dataclass(frozen=True)
+class RunOptions:
+    """What `ingan-run` was asked for (one value per option)."""
+
+    sizes: tuple[tuple[int, int], ...] = ()
+    scales: tuple[tuple[float, float], ...] = ()
+    out: Path | None = None
+    collage: bool = False
+    sweep: Path | None = None
+    sweep_steps: int = 12
+    fps: int = 20
+    warp: tuple[float, float] | None = None
+    image: Path | None = None
+    backend: str | None = None
+    device: str = "auto"
+    threads: int = 0
+    providers: tuple[str, ...] = ()
+    allow_host_code: bool = False
+    cuda_graphs: int = 0
+    repeat: int = 1
+    quiet: bool = False
+
+
+def _run(model: Path, options: RunOptions) -> None:
     import ingan.runtime
     from ingan.runtime import render
+
+    sizes, scales, out, collage, sweep = options.sizes, options.scales, options.out, options.collage, options.sweep
+    sweep_steps, fps, warp, image, repeat, quiet = (options.sweep_steps, options.fps, options.warp, options.image,
+                                                    options.repeat, options.quiet)
+    providers = options.providers
+    existing_file(model, "model", MODEL_FILES)
 
     if sweep is not None:
         render.check_animation_path(sweep)  # suffix and packages, before loading anything
@@ -169,8 +194,9 @@ def _run(model: Path, sizes: tuple[tuple[int, int], ...], scales: tuple[tuple[fl
             notice(f"{image}: {message}")
         pixels = loaded.pixels
 
-    runner = ingan.runtime.load(model, backend, device=device, providers=list(providers) or None,
-                                allow_host_code=allow_host_code, cuda_graphs=cuda_graphs)
+    runner = ingan.runtime.load(model, options.backend, device=options.device, providers=list(providers) or None,
+                                allow_host_code=options.allow_host_code, cuda_graphs=options.cuda_graphs,
+                                threads=options.threads)
     with runner:
         meta = runner.metadata
         if providers and runner.backend != "onnxruntime":

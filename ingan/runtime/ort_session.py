@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from ingan.errors import InganError, MissingDependencyError, first_line
+from ingan.errors import InganError, first_line
+from ingan.extras import missing
 
 
 def import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise MissingDependencyError("onnxruntime", "export", "Running an .onnx model") from None
+        raise missing("onnxruntime", "Running an .onnx model") from None
     return onnxruntime
 
 

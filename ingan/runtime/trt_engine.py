@@ -32,7 +32,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ingan.errors import ConfigError, DeviceError, InganError, MissingDependencyError
+from ingan.errors import ConfigError, DeviceError, InganError
+from ingan.extras import missing
 
 log = logging.getLogger(__name__)
 _trt_log = logging.getLogger("ingan.tensorrt")
@@ -109,7 +110,7 @@ def cuda_device_info() -> tuple[str, str]:
     """(name, "major.minor") of the current CUDA device: what a plan is tied to."""
     cudart = import_cudart()
     if cudart is None:
-        raise MissingDependencyError("cuda-python", "gpu", "Querying the GPU")
+        raise missing("cuda.bindings", "Querying the GPU")
     device = check_cuda(cudart.cudaGetDevice(), "cudaGetDevice")
     props = check_cuda(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
     name = props.name
@@ -238,10 +239,8 @@ def _import_trt(lean: bool) -> ModuleType:
         if exc.name not in (name, None):
             raise InganError(f"'{name}' is installed but cannot be imported: {exc}") from None
         if lean:
-            raise MissingDependencyError(
-                "tensorrt-lean-cu13", "gpu", "Running a plan on the TensorRT lean runtime"
-            ) from None
-        raise MissingDependencyError("tensorrt", "gpu", "Running a TensorRT engine") from None
+            raise missing("tensorrt_lean", "Running a plan on the TensorRT lean runtime") from None
+        raise missing("tensorrt", "Running a TensorRT engine") from None
     except (ImportError, OSError) as exc:  # e.g. its CUDA libraries are missing
         raise InganError(f"'{name}' is installed but cannot be imported: {exc}") from None
     return trt
@@ -345,7 +344,7 @@ class TrtEngineSession:
         trt = _import_trt(lean)
         cudart = import_cudart()
         if cudart is None:
-            raise MissingDependencyError("cuda-python", "gpu", "Running a TensorRT engine")
+            raise missing("cuda.bindings", "Running a TensorRT engine")
         self._cudart = cudart
         ok, reason = cuda_device_status()
         if not ok:  # checked first: deserializing without a GPU segfaults

@@ -18,6 +18,7 @@ import ingan
 from ingan.errors import CheckpointError, ConfigError, DeviceError, first_line
 from ingan.model.calibration import ColourCalibration
 from ingan.model.checkpoint import Checkpoint, save_checkpoint
+from ingan.model.device import torch_device
 from ingan.model.discriminator import MultiScaleDiscriminator, scale_weights
 from ingan.model.generator import Generator, fit_colour_calibration
 from ingan.model.warp import top_shift_homography
@@ -25,25 +26,6 @@ from ingan.train.config import RunOptions, TrainConfig
 from ingan.train.schedule import lr_factor, sample_output_size, sample_shifts, scale_range
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto -> cuda when available, else cpu; an explicit cuda request must be satisfiable."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"--device {name} requested but CUDA is not available (torch {torch.__version__}, "
-                f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu"
-            )
-        device = torch.device(name)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
-        return device
-    raise DeviceError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N")
 
 
 def image_to_tensor(pixels: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -99,7 +81,7 @@ class Trainer:
     ) -> None:
         self.config = config
         self.options = options or RunOptions()
-        self.device = resolve_device(self.options.device)
+        self.device = torch_device(self.options.device)
         self.use_cuda = self.device.type == "cuda"
         self.amp = self.options.amp and self.use_cuda
         self.channels_last = self.options.channels_last and self.use_cuda

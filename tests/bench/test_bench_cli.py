@@ -138,11 +138,32 @@ def test_unreadable_models(tiny_models, tmp_path):
     assert not out.exists()  # checked before anything ran or was written
 
 
-def test_nothing_to_measure_fails(tiny_models, tmp_path):
-    result = run(tiny_models[0], "--sizes", "1920x1080", *FAST, "-o", tmp_path / "o", "-q", "--no-plot")
-    assert result.exit_code == 1 and "FAILED: 0 cells measured, 1 skipped" in result.output
+def test_a_size_no_model_accepts_is_refused_before_any_work(tiny_models, tmp_path):
+    result = run(tiny_models[0], "--size", "1920x1080", *FAST, "-o", tmp_path / "o", "-q", "--no-plot")
+    assert result.exit_code == 2, result.output
+    assert "--size 1920x1080 is outside the range of every model given (model.onnx: 16x16 .. 120x96" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_size_only_some_models_accept_runs_on_those(tiny_models, tmp_path):
+    onnx_path, _, ckpt = tiny_models  # the checkpoint's trained range is narrower than the export's
+    result = run(onnx_path, ckpt, "--size", "120x96", "--backends", "ort-cpu,torch-fp32", *FAST,
+                 "-o", tmp_path / "o", "-q", "--no-plot")
+    assert result.exit_code == 0, result.output
     data = report.load_report(tmp_path / "o" / "bench.json")
-    assert "outside the model's range" in data["cells"][0]["reason"]
+    skipped = [c for c in data["cells"] if c["status"] == "skipped"]
+    assert skipped and all("outside the model's range" in c["reason"] for c in skipped)
+    assert "skipped 1 cell: size 120x96 is outside the model's range" in result.output
+
+
+def test_sizes_repeat_and_the_old_spelling_still_works(tiny_models, tmp_path):
+    result = run(tiny_models[0], "--size", "52x40", "--size", "64x48,52x40", "--backends", "ort-cpu", *FAST,
+                 "-o", tmp_path / "a", "-q", "--no-plot")
+    assert result.exit_code == 0, result.output
+    assert report.load_report(tmp_path / "a" / "bench.json")["settings"]["sizes"] == ["52x40", "64x48"]
+    old = run(tiny_models[0], "--sizes", "52x40", "--backends", "ort-cpu", *FAST, "-o", tmp_path / "b", "-q",
+              "--no-plot")
+    assert old.exit_code == 0 and "--sizes is now spelt --size" in old.output
 
 
 def test_device_cuda_without_gpu(tiny_models):
@@ -152,7 +173,7 @@ def test_device_cuda_without_gpu(tiny_models):
 
     if cuda_device_status()[0]:
         pytest.skip("this machine has a GPU")
-    one_line_error(run(tiny_models[0], "--device", "cuda", "-q"), "--device cuda: no CUDA backend")
+    one_line_error(run(tiny_models[0], "--size", "52x40", "--device", "cuda", "-q"), "--device cuda: no CUDA backend")
 
 
 def test_onnx_only_run_never_imports_torch(tiny_models, tmp_path):

@@ -47,7 +47,8 @@ def training_png(tiny_checkpoint, tmp_path_factory):
 
 def test_help():
     result = run("--help")
-    assert result.exit_code == 0 and "--sizes" in result.output and "--reference" in result.output
+    assert result.exit_code == 0 and "--size WxH" in result.output and "--reference" in result.output
+    assert "--sizes" not in result.output  # the old spelling works but is not advertised
 
 
 def test_checkpoint_end_to_end(tiny_checkpoint, sizes, tmp_path):
@@ -202,7 +203,7 @@ def test_malformed_sizes_are_usage_errors(tiny_checkpoint, tmp_path, text, messa
 
 def test_sizes_are_required(tiny_checkpoint):
     result = run(tiny_checkpoint)
-    assert result.exit_code == 2 and "--sizes" in result.output
+    assert result.exit_code == 2 and "give at least one --size WxH" in result.output
 
 
 def test_missing_model(tmp_path):
@@ -219,7 +220,8 @@ def test_size_outside_the_range(tiny_checkpoint, tmp_path):
 
 
 def test_unknown_device(tiny_checkpoint, tmp_path):
-    one_line_error(run(tiny_checkpoint, "--sizes", "64x40", "--device", "tpu", "-o", tmp_path), "unknown device")
+    result = run(tiny_checkpoint, "--size", "64x40", "--device", "tpu", "-o", tmp_path)
+    assert result.exit_code == 2 and "unknown device 'tpu'; use auto, cpu, cuda or cuda:N" in result.output
 
 
 def test_output_folder_is_a_file(tiny_checkpoint, sizes, tmp_path):

@@ -124,7 +124,8 @@ def open_pytorch(spec: CellSpec, cold: dict[str, Any]) -> Probe:
     import torch
 
     if spec.device == "cpu":
-        runner, cold["load_s"] = timed(lambda: ingan.runtime.load(spec.model.path, "pytorch", device="cpu"))
+        runner, cold["load_s"] = timed(lambda: ingan.runtime.load(spec.model.path, "pytorch", device="cpu",
+                                                                  threads=spec.threads))
         try:
             probe = RunnerProbe(runner, spec.size, gpu=False)
             _, cold["first_request_s"] = timed(probe.request)

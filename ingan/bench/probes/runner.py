@@ -52,7 +52,8 @@ def open_onnxruntime(spec: CellSpec, cold: dict[str, Any]) -> Probe:
     backend, model, size = spec.backend, spec.model, spec.size
     baseline = device_used_bytes() if spec.device == "cuda" else None
     runner, cold["load_s"] = timed(lambda: ingan.runtime.load(model.path, "onnxruntime",
-                                                              providers=[ORT_PROVIDERS[backend]]))
+                                                              providers=[ORT_PROVIDERS[backend]],
+                                                              threads=spec.threads))
     try:
         if runner.device != ORT_PROVIDERS[backend]:
             raise InganError(f"ONNX Runtime could not use {ORT_PROVIDERS[backend]} (it fell back to "

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ingan.errors import DeviceError, InganError, first_line
+from ingan.extras import install_hint
 from ingan.metadata import MetadataError, ModelMetadata, size_range_from_properties
 from ingan.sizes import format_range
 from ingan.runtime.base import Runner, graph_homography, to_hwc_uint8
@@ -41,7 +42,7 @@ def choose_providers(available: Sequence[str], requested: Sequence[str] | None, 
         if device and device.startswith("cuda") and not any(n != "CPUExecutionProvider" for n in names):
             raise DeviceError(
                 "--device cuda: this onnxruntime has no CUDA or TensorRT provider (available: "
-                f"{', '.join(available)}); install onnxruntime-gpu (pip install 'ingan[gpu]') or use --device cpu"
+                f"{', '.join(available)}); install onnxruntime-gpu ({install_hint('cuda.bindings')}) or use --device cpu"
             )
     missing = [n for n in names if n not in available]
     if missing:

@@ -1,6 +1,6 @@
 """PyTorch reference backend for `ckpt.pt`: the generator itself, as trained.
 
-Every other backend is compared with this one. It needs torch (pip install 'ingan[train]').
+Every other backend is compared with this one. It needs torch (ingan[train]).
 """
 
 from __future__ import annotations
@@ -10,16 +10,17 @@ from pathlib import Path
 import numpy as np
 
 import ingan
-from ingan.errors import MissingDependencyError
+from ingan.extras import missing
 from ingan.metadata import ModelMetadata, TensorSpec
 from ingan.runtime.base import Runner
 
 try:
     import torch
 except ImportError:  # pragma: no cover - exercised only without torch
-    raise MissingDependencyError("torch", "train", "Running a .pt checkpoint") from None
+    raise missing("torch", "Running a .pt checkpoint") from None
 
 from ingan.model.checkpoint import Checkpoint, file_sha256, load_checkpoint  # noqa: E402
+from ingan.model.device import torch_device  # noqa: E402
 from ingan.model.sizes import default_size_range  # noqa: E402
 
 
@@ -41,10 +42,12 @@ def checkpoint_metadata(ckpt: Checkpoint) -> ModelMetadata:
 class TorchRunner(Runner):
     backend = "pytorch"
 
-    def __init__(self, path: str | Path, device: str | None = None) -> None:
+    def __init__(self, path: str | Path, device: str | None = None, threads: int = 0) -> None:
+        if threads:
+            torch.set_num_threads(threads)  # process-wide: torch has no per-module thread pool
         ckpt = load_checkpoint(path)
         super().__init__(path, checkpoint_metadata(ckpt))
-        self._device = torch.device(_pick_device(device))
+        self._device = torch_device(device)
         self.generator = ckpt.build_generator(self._device)
         pixels = torch.from_numpy(np.ascontiguousarray(ckpt.image)).to(self._device)
         self.image = pixels.permute(2, 0, 1).unsqueeze(0).float().div(127.5).sub(1.0)
@@ -64,15 +67,3 @@ class TorchRunner(Runner):
     def _close(self) -> None:
         self.generator = None
         self.image = None
-
-
-def _pick_device(device: str | None) -> str:
-    from ingan.errors import DeviceError
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError(f"--device {device}: CUDA is not available to torch here; use --device cpu")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise DeviceError(f"unknown device '{device}'; use cpu, cuda or cuda:N")
-    return device

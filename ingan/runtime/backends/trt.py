@@ -27,7 +27,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ingan.errors import ConfigError, DeviceError, InganError, MissingDependencyError
+from ingan.errors import ConfigError, DeviceError, InganError
+from ingan.devices import check_device_name, cuda_index
+from ingan.extras import missing
 from ingan.metadata import MetadataError, ModelMetadata
 from ingan.runtime.base import Runner, graph_homography, to_hwc_uint8
 from ingan.runtime.trt_engine import (
@@ -86,18 +88,13 @@ def _onnx_hint(onnx: Path | None) -> str:
 
 
 def parse_device(device: str | None, onnx: Path | None = None) -> int | None:
-    """None/"cuda" -> None (the current CUDA device), "cuda:N" -> N; anything else raises."""
-    if device is None:
+    """None/"auto"/"cuda" -> None (the current CUDA device), "cuda:N" -> N; "cpu" raises."""
+    if device is None or check_device_name(device) in ("auto", "cuda"):
         return None
-    text = str(device).strip().lower()
-    if text == "cuda":
-        return None
-    if text.startswith("cuda:"):
-        index = text[5:]
-        if index.isdigit():
-            return int(index)
-        raise ConfigError(f"device '{device}' is not valid; use cuda or cuda:N (N = 0, 1, ...)")
-    raise DeviceError(f"device '{device}': a .plan runs only on an NVIDIA GPU (cuda[:N]); {_onnx_hint(onnx)}")
+    index = cuda_index(device)
+    if index is None:
+        raise DeviceError(f"device '{device}': a .plan runs only on an NVIDIA GPU (cuda[:N]); {_onnx_hint(onnx)}")
+    return index
 
 
 def check_cuda_graphs(cuda_graphs: Any) -> int:
@@ -111,7 +108,7 @@ def check_gpu_present(ok: bool, reason: str, plan: Path, onnx: Path | None) -> N
     if ok:
         return
     if reason.startswith("cuda-python"):
-        raise MissingDependencyError("cuda-python", "gpu", f"Running the TensorRT plan '{Path(plan).name}'")
+        raise missing("cuda.bindings", f"Running the TensorRT plan '{Path(plan).name}'")
     raise DeviceError(f"cannot run '{Path(plan).name}': {reason}; a .plan needs an NVIDIA GPU; {_onnx_hint(onnx)}")
 
 
@@ -130,16 +127,14 @@ def choose_tensorrt_module(version_compatible: bool, have_full: bool, have_lean:
     if version_compatible and have_lean:
         return LEAN_MODULE
     if version_compatible:
-        raise MissingDependencyError(
-            "tensorrt", "gpu", "Running this TensorRT plan (or its lean runtime, 'tensorrt-lean-cu13')"
-        )
+        raise missing("tensorrt_lean", "Running this version-compatible TensorRT plan (or the full 'tensorrt')")
     if have_lean:
-        raise MissingDependencyError(
-            "tensorrt", "gpu",
+        raise missing(
+            "tensorrt",
             "Running this plan (the installed lean runtime 'tensorrt_lean' only loads plans exported with "
             "ingan-export --version-compatible; re-export with that flag to use it)",
         )
-    raise MissingDependencyError("tensorrt", "gpu", "Running a TensorRT plan")
+    raise missing("tensorrt", "Running a TensorRT plan")
 
 
 def check_host_code(version_compatible: bool, allow_host_code: bool, plan: Path) -> None:
@@ -259,7 +254,7 @@ def _select_device(index: int | None) -> int:
     """Make `index` (or the current device) current for this thread; return its number."""
     cudart = import_cudart()
     if cudart is None:
-        raise MissingDependencyError("cuda-python", "gpu", "Running a TensorRT plan")
+        raise missing("cuda.bindings", "Running a TensorRT plan")
     count = check_cuda(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
     check_device_index(index, int(count))
     if index is not None:
