@@ -119,6 +119,7 @@ def safe_folder_name(stem: str, fallback: str = "image") -> str:
 
 
 MODEL_FILES = "a .plan, .onnx or .pt model file"
+IMAGE_FILES = "an image file (PNG, JPEG, WebP, TIFF, BMP, ...)"
 
 
 def existing_file(path: str | os.PathLike[str], what: str, expect: str,

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from ingan.errors import ConfigError, ImageError, OutputPathError, first_line
-from ingan.fsutil import atomic_path
+from ingan.fsutil import IMAGE_FILES, atomic_path, existing_file
 
 __all__ = ["LoadedImage", "SUPPORTED_SAVE_SUFFIXES", "load_image", "save_image"]
 
@@ -91,12 +91,7 @@ def load_image(path: str | os.PathLike[str], max_side: int | None = None) -> Loa
 
 def _check_file(fpath: Path, source: str) -> None:
     """Catch the path problems up front: Pillow's messages for them are misleading."""
-    if not fpath.exists():
-        raise ImageError(f"cannot read '{source}': no such file; check the path and spelling")
-    if fpath.is_dir():
-        raise ImageError(
-            f"cannot read '{source}': it is a folder, not an image file; pass an image file"
-        )
+    existing_file(fpath, "image", IMAGE_FILES, ImageError)
     try:
         size = fpath.stat().st_size
     except OSError as exc:

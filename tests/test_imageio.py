@@ -77,13 +77,13 @@ def write_png_raw(
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    read_error(tmp_path / "nope.png", "no such file")
+    read_error(tmp_path / "nope.png", "does not exist; check the path")
 
 
 def test_directory_instead_of_file(tmp_path: Path) -> None:
     d = tmp_path / "folder.png"
     d.mkdir()
-    read_error(d, "is a folder")
+    read_error(d, r"is not a file \(a folder\)")
 
 
 def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

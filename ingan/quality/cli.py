@@ -10,7 +10,7 @@ import click
 
 from ingan.cli.common import collect_sizes, device_option, setup_logging, size_options, user_errors
 from ingan.extras import require
-from ingan.fsutil import MODEL_FILES, existing_file
+from ingan.fsutil import IMAGE_FILES, MODEL_FILES, existing_file
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -52,7 +52,7 @@ def main(model: Path, sizes: tuple[list[tuple[int, int]], ...], old_sizes: tuple
         # Arguments first (instant), then the heavy imports.
         existing_file(model, "model", MODEL_FILES)
         if reference is not None:
-            existing_file(reference, "reference image", "the training image (PNG, JPEG, ...)")
+            existing_file(reference, "reference image", IMAGE_FILES)
         require("Scoring retargets (ingan-eval)", ("torch",))
         from ingan.quality.evaluate import evaluate
 

@@ -12,9 +12,10 @@ from typing import Any
 
 import click
 
-from ingan.cli.common import Duration, format_duration, notice, setup_logging, user_errors
-from ingan.errors import CheckpointError, ConfigError, OptionError, first_line
-from ingan.fsutil import safe_folder_name
+from ingan.cli.common import Duration, device_option, format_duration, notice, setup_logging, user_errors
+from ingan.errors import CheckpointError, ConfigError, ImageError, OptionError, first_line
+from ingan.extras import require
+from ingan.fsutil import IMAGE_FILES, existing_file, safe_folder_name
 
 QUICK_NOTE = (
     "The 'quick' preset is a smoke test: about 4-5 minutes on 2 CPU cores, and its results do "
@@ -50,8 +51,9 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
                    "(curriculum, inverse step, lr decay) to fit; with --resume it extends the run: "
                    "the lr decay re-opens to the new end, D's scale weights hold at the old end.")
 @click.option("--time-budget", type=Duration(), metavar="DURATION",
-              help="Stop cleanly (and save) after this much wall-clock time, e.g. 90s, 30m, 2h. "
-                   "Continue later with --resume.")
+              help="Wall-clock limit for the whole command, e.g. 90s, 30m, 2h: training stops early enough "
+                   "that the final save and monitor end inside it (at least one iteration runs). Continue "
+                   "later with --resume.")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="CKPT",
               help="Continue a run from its ckpt.pt: same iteration, schedules and random streams.")
 @click.option("--crop-size", type=click.IntRange(min=32), help="Training crop side (multiple of 8).")
@@ -69,7 +71,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               help="Random seed (default 0): same seed, same run on CPU.")
 @click.option("--max-side", type=click.IntRange(min=32), default=1024, show_default=True,
               help="Larger images are downscaled so their longer side is this.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@device_option("Where training runs.")
 @click.option("--amp/--no-amp", default=False, show_default=True,
               help="bf16 autocast (CUDA only; measured slower for InGAN's batch-1 steps on an H100).")
 @click.option("--channels-last/--no-channels-last", default=False, show_default=True,
@@ -106,7 +108,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; errors and the summary only.")
 @click.pass_context
 def main(ctx: click.Context, **kwargs: Any) -> None:
-    """Train InGAN on IMAGE and write <out>/ckpt.pt.
+    """Train InGAN on IMAGE and write <out>/ckpt.pt (default out: runs/<image name>).
 
     The checkpoint holds the generator, the training image and everything needed to
     resume. Ctrl-C (or --time-budget) saves before exiting; continue with
@@ -118,9 +120,10 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
       ingan-train photo.jpg --time-budget 2h          # paper preset, resumable
       ingan-train --resume runs/photo/ckpt.pt          # continue
     """
+    began = time.monotonic()  # --time-budget counts from here: the whole command keeps it
     setup_logging(kwargs["quiet"])
     with user_errors():
-        sys.exit(_train(ctx, **kwargs))
+        sys.exit(_train(ctx, began=began, **kwargs))
 
 
 def _explicit(ctx: click.Context, name: str) -> bool:
@@ -128,18 +131,23 @@ def _explicit(ctx: click.Context, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: Any) -> int:
-    # Heavy imports here so `ingan-train --help` stays instant.
+def _train(ctx: click.Context, image: Path | None, resume: Path | None, began: float, **opt: Any) -> int:
+    if image is not None and resume is not None:
+        raise click.UsageError("pass either IMAGE (new run) or --resume CKPT (continue), not both")
+    if image is None and resume is None:
+        raise click.UsageError("missing IMAGE (or --resume CKPT to continue a run)")
+    # Every path is checked before the heavy imports (seconds), so a typo is reported at once.
+    if image is not None:
+        existing_file(image, "image", IMAGE_FILES, ImageError)
+    for path, what in ((resume, "checkpoint"), (opt["init_from"], "checkpoint (--init-from)")):
+        if path is not None:
+            existing_file(path, what, "the path of a ckpt.pt", CheckpointError)
+    require("Training (ingan-train)", ("torch",))
     from ingan.fsutil import ensure_output_dir
     from ingan.imageio import load_image
     from ingan.model.checkpoint import load_checkpoint
     from ingan.train.config import PRESETS, RunOptions
     from ingan.train.trainer import Trainer
-
-    if image is not None and resume is not None:
-        raise click.UsageError("pass either IMAGE (new run) or --resume CKPT (continue), not both")
-    if image is None and resume is None:
-        raise click.UsageError("missing IMAGE (or --resume CKPT to continue a run)")
 
     def run_options(defaults: dict[str, Any]) -> RunOptions:
         return RunOptions(
@@ -239,7 +247,7 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, **opt: A
     cuda_only = [f"--{n.replace('_', '-')}" for n in ("amp", "channels_last", "cudnn") if opt[n]]
     if cuda_only and not trainer.use_cuda:
         notice(f"{', '.join(cuda_only)} only act on CUDA; ignored on {trainer.device}")
-    return _run(trainer, out_dir, options, action)
+    return _run(trainer, out_dir, options, action, began)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -264,9 +272,25 @@ def _resume_defaults(payload: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
+def _finish_cost(trainer: Any) -> float:
+    """Seconds a final save + monitor may take, probed once: the checkpoint written to memory,
+    and one 1x retarget times what a monitor computes (six tiles of up to 2.25x the pixels
+    and the calibration fit: about nine 1x forwards)."""
+    import io
+
+    import torch
+
+    started = time.monotonic()
+    torch.save(trainer.state(), io.BytesIO())
+    saved = time.monotonic()
+    trainer.retarget(1.0, 1.0)
+    return (saved - started) + 9 * (time.monotonic() - saved)
+
+
+def _run(trainer: Any, out_dir: Path, options: Any, action: str, began: float) -> int:
     from tqdm import tqdm
 
+    from ingan.train.budget import TimeBudget
     from ingan.train.monitor import write_monitor
     from ingan.train.trainer import run_loop
 
@@ -295,6 +319,10 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
 
     stop: dict[str, Any] = {"reason": None, "signum": signal.SIGINT}
     step_done: dict[str, float] = {}  # monotonic times at which this run's first and last steps ended
+    budget = None
+    if options.time_budget is not None:
+        budget = TimeBudget(options.time_budget, began)
+        budget.finish_took(_finish_cost(trainer))
     started = time.monotonic()
     start_iter = trainer.iteration
 
@@ -306,9 +334,8 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
         tqdm.write(f"{what}: saving the checkpoint after this iteration (Ctrl-C again to abort)", file=sys.stderr)
 
     def should_stop() -> bool:
-        if stop["reason"] is None and options.time_budget is not None:
-            if time.monotonic() - started >= options.time_budget:
-                stop["reason"] = "time budget"
+        if stop["reason"] is None and budget is not None and budget.should_stop():
+            stop["reason"] = "time budget"
         return stop["reason"] is not None
 
     sync_every = 1 if trainer.device.type == "cpu" else 25
@@ -317,8 +344,11 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
 
     def on_step(t: Any) -> None:
         bar.update(1)
-        step_done.setdefault("first", time.monotonic())
-        step_done["last"] = time.monotonic()
+        now = time.monotonic()
+        if budget is not None:
+            budget.step_took(now - step_done.get("last", started))
+        step_done.setdefault("first", now)
+        step_done["last"] = now
         it = t.iteration
         if it % sync_every == 0 or it == cfg.iters:
             losses = t.losses()
@@ -326,10 +356,14 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
                 f"G {losses.g_gan:.3f} rec {losses.g_rec:.3f} D {losses.d_real:.3f}/{losses.d_fake:.3f}",
                 refresh=False,
             )
+        finishing = time.monotonic()
         if it % options.save_every == 0 and it < cfg.iters:
             t.save(ckpt_path)
         if it % options.monitor_every == 0 and it < cfg.iters:
             write_monitor(t, out_dir)
+        if budget is not None and it % options.save_every == 0 and it % options.monitor_every == 0:
+            budget.finish_took(time.monotonic() - finishing)  # a real save + monitor: the finish's cost
+        step_done["last"] = time.monotonic()  # saves and monitors are not step time
 
     # SIGTERM (timeout, docker stop, job schedulers) saves like the first Ctrl-C.
     previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -184,7 +184,7 @@ def test_existing_checkpoint_is_not_overwritten_without_force(tmp_path, image_fi
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda p: p / "missing.png", "no such file"),
+        (lambda p: p / "missing.png", "does not exist; check the path"),
         (lambda p: (p / "notes.txt").write_text("hello") and p / "notes.txt", "not an image"),
         (lambda p: (p / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30) and p / "bad.png", "cannot read"),
     ],
