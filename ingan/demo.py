@@ -18,6 +18,7 @@ import click
 
 from ingan.cli.common import format_duration, notice, setup_logging, user_errors
 from ingan.errors import InganError
+from ingan.extras import require
 from ingan.sizes import format_size
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,17 +65,18 @@ def _demo(out: Path, checkpoint: Path | None, train: bool, no_bench: bool, sweep
 
     if checkpoint is not None and train:
         raise click.UsageError("pass either --checkpoint or --train, not both")
-    from ingan.model.checkpoint import load_checkpoint
-
     if train and not EXAMPLE_IMAGE.exists():
         raise InganError(f"the example image {EXAMPLE_IMAGE} is missing; run the demo from a clone of the repository")
-    if not train:  # checked (and read) before anything is created
-        ckpt_path = checkpoint or EXAMPLE_CHECKPOINT
-        if not ckpt_path.exists():
-            raise InganError(
-                f"checkpoint {ckpt_path} not found; run the demo from a clone of the repository, pass "
-                "--checkpoint, or use --train"
-            )
+    ckpt_path = checkpoint or EXAMPLE_CHECKPOINT
+    if not train and not ckpt_path.exists():  # before the heavy imports: reported at once
+        raise InganError(
+            f"checkpoint {ckpt_path} not found; run the demo from a clone of the repository, pass "
+            "--checkpoint, or use --train"
+        )
+    require("The demo (ingan-demo)", ("torch", "onnx", "onnxscript", "onnxruntime"), extra="demo")
+    from ingan.model.checkpoint import load_checkpoint
+
+    if not train:  # read (and so validated) before anything is created
         ckpt = load_checkpoint(ckpt_path)
     if out.is_dir() and any(out.iterdir()) and not (out / "index.md").is_file():
         notice(f"'{out}' already holds files that are not an earlier demo; the demo's files are added "

@@ -10,7 +10,10 @@ from typing import Any
 
 import click
 
-from ingan.cli.common import SizeParam, setup_logging, user_errors
+from ingan.cli.common import SizeParam, device_option, setup_logging, user_errors
+from ingan.errors import CheckpointError, OptionError
+from ingan.extras import require
+from ingan.fsutil import existing_file
 from ingan.sizes import format_size
 
 
@@ -54,6 +57,8 @@ class ByteSize(click.ParamType):
 @click.option("--version-compatible", is_flag=True,
               help="Build a version-compatible engine (runs on the small tensorrt-lean runtime; loading it "
                    "needs ingan-run --allow-host-code because such plans embed host code).")
+@device_option("Where the PyTorch side of the checks runs: the FP16 arithmetic check in real FP16 on a GPU, "
+               "emulated in FP32 on the CPU (never FP16 kernels on a CPU; docs/export.md).")
 @click.option("-q", "--quiet", is_flag=True, help="Errors and the final summary only.")
 def main(checkpoint: Path, out: Path | None, engine: bool | None, quiet: bool, **opt: Any) -> None:
     """Export CHECKPOINT (a ckpt.pt from ingan-train) to ONNX, validate it, and build TensorRT engines.
@@ -71,10 +76,14 @@ def main(checkpoint: Path, out: Path | None, engine: bool | None, quiet: bool, *
       ingan-export ckpt.pt --max-size 1920x1080 --engine --timing-cache trt.cache
     """
     setup_logging(quiet)
-    from ingan.export.pipeline import ExportOptions, export_checkpoint
-
     started = time.monotonic()
     with user_errors():
+        existing_file(checkpoint, "checkpoint", "the path of a ckpt.pt", CheckpointError)  # before heavy imports
+        if opt["timing_cache"] is not None and opt["timing_cache"].is_dir():
+            raise OptionError(f"--timing-cache '{opt['timing_cache']}' is a folder; pass a file (created if missing)")
+        require("Exporting (ingan-export)", ("torch", "onnx", "onnxscript", "onnxruntime"), extra="export")
+        from ingan.export.pipeline import ExportOptions, export_checkpoint
+
         options = ExportOptions(
             out_dir=out or checkpoint.parent,
             name=opt["name"],
@@ -91,6 +100,7 @@ def main(checkpoint: Path, out: Path | None, engine: bool | None, quiet: bool, *
             optimization_level=opt["opt_level"],
             timing_cache=opt["timing_cache"],
             version_compatible=opt["version_compatible"],
+            device=opt["device"],
         )
         say = (lambda msg: None) if quiet else (lambda msg: click.echo(f"{msg} ...", err=True))
         result = export_checkpoint(checkpoint, options, progress=say)

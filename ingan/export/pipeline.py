@@ -63,6 +63,7 @@ class ExportOptions:
     optimization_level: int = 3
     timing_cache: Path | None = None
     version_compatible: bool = False
+    device: str = "auto"  # where the FP16 arithmetic check runs (CUDA: real FP16; CPU: emulated)
 
 
 @dataclass
@@ -138,7 +139,7 @@ def graph_feed(spec: ExportSpec, ckpt: Checkpoint, size: tuple[int, int]) -> dic
 
 def validate_with_onnxruntime(
     onnx_path: Path, spec: ExportSpec, ckpt: Checkpoint, generator: Generator, sizes: list[tuple[int, int]],
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, device: str = "auto",
 ) -> tuple[ValidationReport, dict[tuple[int, int], np.ndarray]]:
     from ingan.runtime.ort_session import create_session
 
@@ -154,13 +155,13 @@ def validate_with_onnxruntime(
         report.checks.append(compare_outputs(expected[size], got, size, spec.output, spec.precision))
         outputs[size] = got
     if spec.precision == "fp16":
-        check_fp16_arithmetic(spec, ckpt, generator, expected, report, progress)
+        check_fp16_arithmetic(spec, ckpt, generator, expected, report, progress, device)
     return report, outputs
 
 
 def check_fp16_arithmetic(
     spec: ExportSpec, ckpt: Checkpoint, generator: Generator, expected: dict[tuple[int, int], np.ndarray],
-    report: ValidationReport, progress: Callable[[str], None] | None = None,
+    report: ValidationReport, progress: Callable[[str], None] | None = None, device: str = "auto",
 ) -> None:
     """The FP16 graph's arithmetic in PyTorch against the FP32 outputs `expected` (per size).
 
@@ -170,21 +171,20 @@ def check_fp16_arithmetic(
     speed; ingan/model/precision.py, docs/export.md). Never FP16 kernels on a CPU: they are
     ~100x slower than FP32 on CPUs without FP16 matrix units.
     """
-    from ingan.model.precision import half_arithmetic_device
+    from ingan.model.device import torch_device
 
-    device = half_arithmetic_device()
-    graph = RetargetGraph(generator, image_tensor(ckpt), spec, emulate_fp16=device is None).eval()
-    if device is None:
+    where = torch_device(device)  # never FP16 kernels on a CPU: emulated there
+    emulate = where.type == "cpu"
+    graph = RetargetGraph(generator, image_tensor(ckpt), spec, emulate_fp16=emulate).eval().to(where)
+    if emulate:
         report.fp16_arithmetic = "emulated: FP32 arithmetic on FP16-rounded weights and tensors, on the CPU"
-        device = torch.device("cpu")
     else:
-        report.fp16_arithmetic = f"native FP16 on {device} ({torch.cuda.get_device_name(device)})"
-        graph = graph.to(device)
+        report.fp16_arithmetic = f"native FP16 on {where} ({torch.cuda.get_device_name(where)})"
     for size, reference in expected.items():
         _say(progress, f"checking fp16 arithmetic in PyTorch ({report.fp16_arithmetic.split(':')[0]}) at "
                        f"{size[1]}x{size[0]}")
         feed = graph_feed(spec, ckpt, size)
-        kwargs = {k: torch.from_numpy(v).to(device) for k, v in feed.items() if k != "size"}
+        kwargs = {k: torch.from_numpy(v).to(where) for k, v in feed.items() if k != "size"}
         with torch.no_grad():
             got = graph(torch.tensor(size), **kwargs).cpu().numpy()
         report.fp16_emulation.append(compare_outputs(reference, got, size, spec.output, "fp16"))
@@ -285,7 +285,8 @@ def export_checkpoint(
             if not lint.ok:
                 errors = "; ".join(f.message for f in lint.findings if f.severity == "error")
                 raise InganError(f"{final.name} would not parse in TensorRT: {errors}")
-            report, outputs = validate_with_onnxruntime(tmp_onnx, spec, ckpt, generator, check_sizes, progress)
+            report, outputs = validate_with_onnxruntime(tmp_onnx, spec, ckpt, generator, check_sizes, progress,
+                                                        options.device)
             report.op_counts = dict(sorted(lint.op_counts.items()))
             report.lint = lint.summary()
             report.lint_findings = [f"{f.severity}: {f.op_type} {f.node}: {f.message}" for f in lint.findings]

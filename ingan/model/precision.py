@@ -19,20 +19,6 @@ from torch.utils._pytree import tree_map
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
-def half_arithmetic_device(preferred: str | torch.device | None = None) -> torch.device | None:
-    """The device that can run real half-precision arithmetic, or None (emulate on the CPU).
-
-    `preferred` (e.g. "cuda:1") is used when it is a CUDA device torch can reach; with
-    None or "auto" the current CUDA device is chosen when there is one.
-    """
-    if preferred is not None and str(preferred) not in ("auto", "cpu"):
-        device = torch.device(preferred)
-        return device if device.type == "cuda" and torch.cuda.is_available() else None
-    if preferred is None or str(preferred) == "auto":
-        return torch.device("cuda") if torch.cuda.is_available() else None
-    return None
-
-
 def round_through(tensor: torch.Tensor, dtype: torch.dtype = torch.float16) -> torch.Tensor:
     """`tensor` rounded to the nearest value `dtype` can hold, kept in its own dtype."""
     return tensor.to(dtype).to(tensor.dtype)
