@@ -70,7 +70,7 @@ def load_image(path: str | os.PathLike[str], max_side: int | None = None) -> Loa
     what an image viewer shows; each such conversion adds a line to `notices`.
     """
     if max_side is not None and max_side < 1:
-        raise ConfigError(f"--max-side must be at least 1, got {max_side}")
+        raise ConfigError(f"max_side must be at least 1, got {max_side}")
     source = os.fsdecode(path)
     fpath = Path(source)
     _check_file(fpath, source)

@@ -259,7 +259,8 @@ def _validate(path: Path, data: Any) -> None:
             ColourCalibration.from_dict(data["colour_calibration"])
         except ConfigError as exc:
             raise CheckpointError(
-                f"'{path}': {exc}; refit it with python -m ingan.train.calibrate CKPT (or --remove it)"
+                f"'{path}': {exc}; refit it with python -m ingan.train.calibrate CKPT, or drop it with "
+                "python -m ingan.train.calibrate CKPT --remove"
             ) from None
     scale_range = data["scale_range"]
     if len(scale_range) != 2 or not all(isinstance(v, (int, float)) for v in scale_range) or not (

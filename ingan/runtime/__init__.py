@@ -46,8 +46,9 @@ def backend_for(path: str | os.PathLike[str], backend: str | None = None) -> str
         return name
     if suffix not in SUFFIXES:
         raise ConfigError(
-            f"cannot tell the model type of '{Path(path).name}' from its suffix; use .plan/.engine "
-            "(TensorRT), .onnx (ONNX Runtime) or .pt (PyTorch checkpoint), or pass --backend"
+            f"cannot tell the model type of '{Path(path).name}' from its suffix; rename it to .plan/.engine "
+            "(TensorRT), .onnx (ONNX Runtime) or .pt (PyTorch checkpoint), or name the backend (ingan-run "
+            "--backend, ingan.runtime.load(backend=...))"
         )
     return SUFFIXES[suffix]
 

@@ -118,7 +118,8 @@ class Runner(abc.ABC):
         pixels = None
         if self.metadata.image_input:
             if image is None:
-                raise ConfigError("this model takes the image as an input (--image-input); pass image=HxWx3 uint8")
+                raise ConfigError("this model takes the image as an input (exported with ingan-export --image-input); "
+                                  "pass image=HxWx3 uint8")
             array = np.asarray(image)
             if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or min(array.shape[:2]) < 8:
                 raise ConfigError(f"image must be HxWx3 uint8 with sides >= 8, got {array.shape} {array.dtype}")

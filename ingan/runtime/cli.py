@@ -202,8 +202,8 @@ def _run(model: Path, options: RunOptions) -> None:
         if providers and runner.backend != "onnxruntime":
             raise ConfigError(f"--provider applies to ONNX Runtime (.onnx) models; this is a {runner.backend} model")
         if meta.image_input and pixels is None:
-            raise ConfigError(f"'{model.name}' was exported with --image-input: pass the image to retarget "
-                              "with --image IMG")
+            raise ConfigError(f"'{model.name}' was exported with ingan-export --image-input: pass the image to "
+                              "retarget with --image IMG")
         if pixels is not None and not meta.image_input:
             raise ConfigError(f"'{model.name}' has its training image baked in and takes no --image; "
                               "re-export with ingan-export --image-input to retarget other images")

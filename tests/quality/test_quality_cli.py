@@ -229,3 +229,16 @@ def test_output_folder_is_a_file(tiny_checkpoint, sizes, tmp_path):
     blocker.write_text("x")
     one_line_error(run(tiny_checkpoint, "--sizes", size_arg(sizes[:1]), "-o", blocker, "--levels", "1"),
                    "is not a folder")
+
+
+def test_a_folder_or_unknown_suffix_gets_the_same_words_as_ingan_run(tmp_path):
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    one_line_error(run(folder, "--size", "64x40", "-o", tmp_path / "q"), "model '")
+    result = run(folder, "--size", "64x40", "-o", tmp_path / "q")
+    assert "is not a file (a folder); pass a .plan, .onnx or .pt model file" in result.output
+    odd = tmp_path / "model.xyz"
+    odd.write_bytes(b"x")
+    result = run(odd, "--size", "64x40", "-o", tmp_path / "q")
+    assert result.exit_code == 1 and "cannot tell the model type" in result.output
+    assert "--backend" not in result.output.replace("ingan-run --backend", "")  # eval has no --backend

@@ -212,7 +212,7 @@ def check_tensorrt_version(info: Mapping[str, Any], module_name: str, module_ver
             raise EngineLoadError(
                 f"'{name}' was built with TensorRT {info['version']} but this is {label}; a plan loads only in "
                 f"the TensorRT {built[0]}.{built[1]}.x that built it: rebuild it with ingan-export on this machine, "
-                "or export it with --version-compatible"
+                "or export it with ingan-export --version-compatible"
             )
         return None
     if here[0] < built[0] or built[0] < here[0] - 1:
