@@ -2,7 +2,7 @@
 """The prepared GPU check: GPU-marked tests + a short benchmark of every available backend.
 
     python benchmarks/gpu_check.py OUT_DIR [--model PATH ...] [--time-cap 420]
-    python benchmarks/gpu_check.py OUT_DIR --cpu-smoke --no-tests --model m.onnx --sizes 52x40
+    python benchmarks/gpu_check.py OUT_DIR --cpu-smoke --no-tests --model m.onnx --size 52x40
 
 On a CUDA machine it:
   1. exports examples/hubble/ckpt.pt (ONNX FP32 + FP16, TensorRT plans where a TensorRT
@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="model to benchmark (repeatable); default: export --checkpoint")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
                         help="checkpoint to export and benchmark when no --model is given")
-    parser.add_argument("--sizes", default="640x360,1280x720", help="WxH list (default: %(default)s)")
+    parser.add_argument("--size", "--sizes", dest="sizes", default="640x360,1280x720",
+                        help="WxH list, comma-separated (default: %(default)s)")
     parser.add_argument("--time-cap", type=float, default=420.0, help="total seconds (default: %(default)s)")
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="no GPU: run the same flow on CPU backends with tiny iteration counts")
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     if not sizes:
-        parser.error("--sizes: give at least one size")
+        parser.error("--size: give at least one size")
     gpu, why = cuda_status()
     if not gpu and not args.cpu_smoke:
         print(f"gpu_check: no usable CUDA GPU ({why}); run on a GPU machine, or pass --cpu-smoke", file=sys.stderr)

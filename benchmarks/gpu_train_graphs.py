@@ -209,7 +209,7 @@ def main() -> int:
         shutil.copy(monitors[-1], args.out_dir / "monitor_final.png")
 
     quality_dir = args.out_dir / "quality"
-    eval_cmd = [sys.executable, "-m", "ingan.quality", str(slim), "--sizes", eval_sizes(ckpt.image.shape[:2]),
+    eval_cmd = [sys.executable, "-m", "ingan.quality", str(slim), "--size", eval_sizes(ckpt.image.shape[:2]),
                 "--device", "cuda" if cuda else "cpu", "-o", str(quality_dir), "-q"]
     remaining = deadline - time.monotonic()
     try:

@@ -19,7 +19,7 @@ import click
 from ingan.cli.common import format_duration, notice, setup_logging, user_errors
 from ingan.errors import InganError
 from ingan.extras import require
-from ingan.sizes import format_size
+from ingan.sizes import clip_to_range, format_size
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_IMAGE = REPO / "examples" / "hubble" / "hubble_xdf.png"
@@ -160,7 +160,11 @@ def _demo(out: Path, checkpoint: Path | None, train: bool, no_bench: bool, sweep
         t = _step(5, "benchmarking latency of every backend here (small iteration counts)")
         settings = Settings(warmup_iterations=1, warmup_seconds=None, iterations=3, duration_s=0.0, max_iterations=3)
         models = [model_dir / "model.onnx", model_dir / "model_fp16.onnx", ckpt_path]
-        report = run_benchmark(models, BenchOptions(sizes=[(256, 256), (360, 640)], settings=settings),
+        from ingan.metadata import ModelMetadata, sidecar_path
+
+        meta = ModelMetadata.read(sidecar_path(model_dir / "model.onnx"))
+        sizes = list(dict.fromkeys(clip_to_range(s, meta.min_size, meta.max_size) for s in ((h, w), wide)))
+        report = run_benchmark(models, BenchOptions(sizes=sizes, settings=settings),
                                progress=lambda m: click.echo(f"      {m}", err=True))
         write_outputs(report, out / "bench")
         _done(t)

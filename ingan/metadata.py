@@ -17,7 +17,22 @@ from ingan.errors import InganError
 from ingan.fsutil import atomic_path
 
 FORMAT = "ingan-model"
-FORMAT_VERSION = 1
+# 2: sizes are labelled objects {"width": W, "height": H}; 1 (still read): [height, width] lists.
+FORMAT_VERSION = 2
+SIZE_FIELDS = ("min_size", "opt_size", "max_size", "training_image_size")
+
+
+def labelled_size(hw: Iterable[int]) -> dict[str, int]:
+    """[height, width] -> {"width": W, "height": H}, as sidecars and model properties store a size."""
+    h, w = list(hw)
+    return {"width": int(w), "height": int(h)}
+
+
+def size_from_label(value: Any) -> Any:
+    """{"width": W, "height": H} -> [height, width]; anything else is returned for `problem()` to name."""
+    if isinstance(value, dict) and set(value) == {"width", "height"}:
+        return [value["height"], value["width"]]
+    return value
 # The graph contract's inputs (docs/onnx-contract.md) and the sidecar flag that declares each
 # optional one.
 OPTIONAL_INPUTS = {"image": "image_input", "homography": "warp"}
@@ -29,8 +44,9 @@ SIZE_RANGE_PROPERTY = "ingan.size_range"
 
 
 def size_range_property(min_size: Iterable[int], max_size: Iterable[int]) -> dict[str, str]:
-    """The model property recording [height, width] bounds, as written into an ONNX file."""
-    return {SIZE_RANGE_PROPERTY: json.dumps({"min_size": list(min_size), "max_size": list(max_size)})}
+    """The model property recording the (height, width) bounds, as written into an ONNX file."""
+    return {SIZE_RANGE_PROPERTY: json.dumps({"min_size": labelled_size(min_size),
+                                             "max_size": labelled_size(max_size)})}
 
 
 def size_range_from_properties(properties: dict[str, str]) -> tuple[list[int], list[int]] | None:
@@ -40,7 +56,8 @@ def size_range_from_properties(properties: dict[str, str]) -> tuple[list[int], l
         return None
     try:
         data = json.loads(text)
-        return [int(v) for v in data["min_size"]], [int(v) for v in data["max_size"]]
+        return ([int(v) for v in size_from_label(data["min_size"])],
+                [int(v) for v in size_from_label(data["max_size"])])
     except (ValueError, KeyError, TypeError):
         raise MetadataError(f"the model's '{SIZE_RANGE_PROPERTY}' property is damaged; re-export it") from None
 
@@ -82,10 +99,12 @@ class ModelMetadata:
     image_input: bool
     warp: bool
     output_format: str  # "uint8" | "float"
-    min_size: list[int]  # [height, width]
+    # Sizes are [height, width] in memory (the project's (h, w) order); the JSON file labels
+    # them {"width": W, "height": H} (format 2).
+    min_size: list[int]
     opt_size: list[int]
     max_size: list[int]
-    training_image_size: list[int]  # [height, width]
+    training_image_size: list[int]
     trained_scale_range: list[float]
     source_checkpoint: dict[str, Any]
     exporter: str
@@ -100,7 +119,11 @@ class ModelMetadata:
     previous: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+        data = asdict(self)
+        data["format_version"] = FORMAT_VERSION  # written in the current format, whatever was read
+        for name in SIZE_FIELDS:
+            data[name] = labelled_size(data[name])
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         with atomic_path(path) as tmp:
@@ -137,6 +160,14 @@ class ModelMetadata:
                 "upgrade ingan"
             )
         data = dict(data)
+        if version >= 2:
+            for name in SIZE_FIELDS:
+                if name in data:
+                    value = data[name]
+                    if not (isinstance(value, dict) and set(value) == {"width", "height"}):
+                        raise MetadataError(f"'{source}' is damaged ({name} must be {{\"width\": W, \"height\": H}}, "
+                                            f"got {value!r}); re-export the model")
+                    data[name] = size_from_label(value)
         try:
             data["inputs"] = [TensorSpec(**t) for t in data["inputs"]]
             data["outputs"] = [TensorSpec(**t) for t in data["outputs"]]
@@ -178,9 +209,10 @@ class ModelMetadata:
             return (isinstance(value, list) and len(value) == 2
                     and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value))
 
-        for name in ("min_size", "opt_size", "max_size", "training_image_size"):
+        for name in SIZE_FIELDS:
             if not side_pair(getattr(self, name)):
-                return f"{name} must be [height, width] of positive integers, got {getattr(self, name)!r}"
+                return (f"{name} must be {{\"width\": W, \"height\": H}} with positive integers, got "
+                        f"{getattr(self, name)!r}")
         if not all(lo <= hi for lo, hi in zip(self.min_size, self.max_size)):
             return f"min_size {self.min_size} exceeds max_size {self.max_size}"
         for name in ("image_input", "warp"):

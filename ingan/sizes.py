@@ -26,3 +26,9 @@ def format_size(hw: tuple[int, int] | list[int]) -> str:
 def format_range(low: tuple[int, int] | list[int], high: tuple[int, int] | list[int]) -> str:
     """(height, width) bounds -> 'WxH .. WxH (width x height)', the one wording of a size range."""
     return f"{format_size(low)} .. {format_size(high)} (width x height)"
+
+
+def clip_to_range(size: tuple[int, int], low: tuple[int, int] | list[int],
+                  high: tuple[int, int] | list[int]) -> tuple[int, int]:
+    """(height, width) clipped, side by side, into [low, high]."""
+    return (min(max(int(size[0]), int(low[0])), int(high[0])), min(max(int(size[1]), int(low[1])), int(high[1])))

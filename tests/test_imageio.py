@@ -148,7 +148,7 @@ def test_decompression_bomb(
 
 
 def test_bad_max_side(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--max-side"):
+    with pytest.raises(ConfigError, match="max_side must be at least 1"):
         load_image(tmp_path / "x.png", max_side=0)
 
 

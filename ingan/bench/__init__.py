@@ -1,6 +1,6 @@
 """`ingan-bench`: latency, throughput and cost of exported models, reported the way trtexec does.
 
-    ingan-bench model.onnx model.plan ckpt.pt --sizes 640x360,1280x720
+    ingan-bench model.onnx model.plan ckpt.pt --size 640x360,1280x720
 
 Layout: `stats` (trtexec-exact percentiles), `cost` (analytic FLOPs and device peaks),
 `models` (backends, model files, availability, the cells and their records), `memory` (device

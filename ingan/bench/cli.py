@@ -127,7 +127,7 @@ def main() -> None:
               help="Device peak TFLOP/s for '% of peak' (overrides the built-in GPU table; the only way "
                    "to get it on a CPU).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
-              help="Report folder. [default: ./bench-YYYYmmdd-HHMMSS]")
+              help="Report folder. [default: bench-YYYYmmdd-HHMMSS beside the first model]")
 @click.option("--name", default="bench", show_default=True, callback=_check_name,
               help="Report file stem: NAME.json, NAME.md, NAME.png.")
 @click.option("--no-plot", is_flag=True, help="Do not draw NAME.png.")
@@ -155,7 +155,7 @@ def run(models: tuple[Path, ...], sizes: tuple[list[tuple[int, int]], ...],
 
     \b
     Examples:
-      ingan-bench model.onnx ckpt.pt --sizes 256x256,640x360
+      ingan-bench model.onnx ckpt.pt --size 256x256,640x360
       ingan-bench model.plan model_fp16.plan --cuda-graphs on --duration 5s -o bench/h100
       ingan-bench model.onnx --backends ort-cpu --warmup 1 --iterations 3 --duration 0
     """
@@ -176,7 +176,7 @@ def run(models: tuple[Path, ...], sizes: tuple[list[tuple[int, int]], ...],
         options = BenchOptions(sizes=wanted, backends=backends, device=device, threads=threads,
                                cuda_graphs=cuda_graphs, settings=settings, peak_tflops=peak_tflops,
                                time_budget_s=time_budget, allow_host_code=allow_host_code, any_size=any_size)
-        target = out or default_out_dir()
+        target = out or default_out_dir(Path(models[0]).parent)
         if (Path(target) / f"{name}.json").exists():
             notice(f"'{Path(target) / name}.json' exists and will be replaced when this run finishes "
                    "(pass another -o or --name to keep it)")

@@ -25,7 +25,7 @@ from ingan.errors import ConfigError, InganError, OutputPathError, first_line
 from ingan.fsutil import atomic_path
 from ingan.homography import top_shift_homography
 from ingan.runtime.base import Runner
-from ingan.sizes import format_range, format_size
+from ingan.sizes import clip_to_range, format_range, format_size
 
 __all__ = [
     "ANIMATION_SUFFIXES",
@@ -67,8 +67,7 @@ def scale_to_size(runner_or_image_size: Runner | Sequence[int], sy: float, sx: f
 
 def clip_size(runner: Runner, size: Sequence[int]) -> tuple[int, int]:
     """`size` = (h, w) clipped, side by side, into the runner's [min_size, max_size]."""
-    (lo_h, lo_w), (hi_h, hi_w) = runner.min_size, runner.max_size
-    return min(max(int(size[0]), lo_h), hi_h), min(max(int(size[1]), lo_w), hi_w)
+    return clip_to_range((int(size[0]), int(size[1])), runner.min_size, runner.max_size)
 
 
 def _range_text(runner: Runner) -> str:

@@ -18,10 +18,13 @@ from ingan.extras import require
 from ingan.fsutil import IMAGE_FILES, existing_file, safe_folder_name
 
 QUICK_NOTE = (
-    "The 'quick' preset is a smoke test: about 4-5 minutes on 2 CPU cores, and its results do "
-    "NOT beat a plain bicubic stretch (measured; see docs/training.md). Real retargeting "
+    "The 'quick' preset is a smoke test: 500 iterations, about 4-5 minutes on 2 CPU cores, and its "
+    "results do NOT beat a plain bicubic stretch (measured; see docs/training.md). Real retargeting "
     "needs the 'paper' preset, ~10^4+ iterations: about an hour on a GPU, many hours on a CPU "
-    "(days at the paper's 256 px crops)."
+    "(days at the paper's 256 px crops). Sizes: an exported model accepts the output scales the "
+    "run reached (the paper widens them from 1x to 0.15-2.25x over its first 10,000 iterations, "
+    "quick over 200), so a run stopped early serves only sizes near 1x unless exported with "
+    "ingan-export --min-size/--max-size."
 )
 
 FIXED_ON_RESUME = ("preset", "crop_size", "base_channels", "lr", "max_transform", "size_step", "seed",

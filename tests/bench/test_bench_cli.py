@@ -38,7 +38,7 @@ def test_help():
 def test_cpu_run_writes_json_markdown_and_plot(tiny_models, tmp_path):
     onnx_path, fp16_path, ckpt = tiny_models
     out = tmp_path / "out"
-    result = run(onnx_path, fp16_path, ckpt, "--sizes", "52x40,64x64", *FAST, "-o", out)
+    result = run(onnx_path, fp16_path, ckpt, "--size", "52x40,64x64", *FAST, "-o", out)
     assert result.exit_code == 0, result.output
     assert "PASSED: 6 cells measured, 0 skipped, 0 failed" in result.output
     assert "| model | backend |" in result.output  # the table is printed too
@@ -50,17 +50,23 @@ def test_cpu_run_writes_json_markdown_and_plot(tiny_models, tmp_path):
 
 
 def test_explicit_run_subcommand_default_out_dir_and_name(tiny_models, tmp_path, monkeypatch):
+    import shutil
+
     monkeypatch.chdir(tmp_path)
-    result = run("run", tiny_models[0], "--sizes", "52x40", *FAST, "--name", "cpu", "--no-plot", "-q")
+    models = tmp_path / "models"
+    models.mkdir()
+    for path in (tiny_models[0], tiny_models[0].with_name("model.onnx.json")):
+        shutil.copy(path, models)
+    result = run("run", models / "model.onnx", "--size", "52x40", *FAST, "--name", "cpu", "--no-plot", "-q")
     assert result.exit_code == 0, result.output
-    (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("bench-")]
+    (folder,) = [p for p in models.iterdir() if p.name.startswith("bench-")]  # beside the model
     assert sorted(p.name for p in folder.iterdir()) == ["cpu.json", "cpu.md"]
     assert "| model |" not in result.output  # -q: no table
 
 
 def test_compare_command(tiny_models, tmp_path):
     a = tmp_path / "a"
-    assert run(tiny_models[0], "--sizes", "52x40", *FAST, "-o", a, "-q", "--no-plot").exit_code == 0
+    assert run(tiny_models[0], "--size", "52x40", *FAST, "-o", a, "-q", "--no-plot").exit_code == 0
     data = json.loads((a / "bench.json").read_text())
     for cell in data["cells"]:
         for summary in cell["metrics"].values():
@@ -82,8 +88,8 @@ def test_unknown_backend_and_bad_sizes_are_usage_errors(tiny_models):
     result = run(tiny_models[0], "--backends", "ort-cpu,onnx-gpu")
     assert result.exit_code == 2 and "unknown backend(s) onnx-gpu; choose from tensorrt" in result.output
     for bad in ("640by360", "640x", "0x360", ",", "640x360,abc"):
-        result = run(tiny_models[0], "--sizes", bad)
-        assert result.exit_code == 2 and "Invalid value for '--sizes'" in result.output, bad
+        result = run(tiny_models[0], "--size", bad)
+        assert result.exit_code == 2 and "Invalid value for '--size'" in result.output, bad
     result = run(tiny_models[0], "--warmup", "soon")
     assert result.exit_code == 2 and "not a warm-up" in result.output
     result = run(tiny_models[0], "--duration", "-1")
@@ -105,16 +111,16 @@ def test_backend_with_no_model_of_its_kind_is_refused(tiny_models, tmp_path):
 
 def test_same_model_twice_is_measured_once(tiny_models, tmp_path):
     out = tmp_path / "o"
-    result = run(tiny_models[0], tiny_models[0], "--backends", "ort-cpu", "--sizes", "64x64", *FAST,
+    result = run(tiny_models[0], tiny_models[0], "--backends", "ort-cpu", "--size", "64x64", *FAST,
                  "--time-budget", "60m", "-o", out, "-q", "--no-plot")
     assert result.exit_code == 0, result.output
     assert len(report.load_report(out / "bench.json")["cells"]) == 1
-    again = run(tiny_models[0], "--backends", "ort-cpu", "--sizes", "64x64", *FAST, "-o", out, "-q", "--no-plot")
+    again = run(tiny_models[0], "--backends", "ort-cpu", "--size", "64x64", *FAST, "-o", out, "-q", "--no-plot")
     assert again.exit_code == 0 and "exists and will be replaced" in again.output
 
 
 def test_zero_time_budget_starts_no_cell(tiny_models, tmp_path):
-    result = run(tiny_models[0], "--backends", "ort-cpu", "--sizes", "64x64", *FAST, "--time-budget", "0",
+    result = run(tiny_models[0], "--backends", "ort-cpu", "--size", "64x64", *FAST, "--time-budget", "0",
                  "-o", tmp_path / "o", "-q", "--no-plot")
     assert result.exit_code == 1 and "0 cells measured, 1 skipped" in result.output
     assert "skipped 1 cell: " in result.output  # -q still says why (the table is not printed)
@@ -181,7 +187,7 @@ def test_onnx_only_run_never_imports_torch(tiny_models, tmp_path):
         import sys
         from ingan.bench.cli import main
         try:
-            main([{str(tiny_models[0])!r}, "--sizes", "52x40", "--warmup", "1", "--iterations", "2",
+            main([{str(tiny_models[0])!r}, "--size", "52x40", "--warmup", "1", "--iterations", "2",
                   "--duration", "0", "-o", {str(tmp_path / 'o')!r}, "-q"])
         except SystemExit as exc:
             assert exc.code in (0, None), exc.code

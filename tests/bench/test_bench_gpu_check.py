@@ -24,7 +24,7 @@ def test_cpu_smoke_flow(gpu_check, tiny_models, tmp_path):
     onnx_path, fp16_path, ckpt = tiny_models
     out = tmp_path / "check"
     rc = gpu_check.main([str(out), "--cpu-smoke", "--no-tests", "--model", str(onnx_path), "--model",
-                         str(fp16_path), "--model", str(ckpt), "--sizes", "52x40,64x64", "--time-cap", "120"])
+                         str(fp16_path), "--model", str(ckpt), "--size", "52x40,64x64", "--time-cap", "120"])
     assert rc == 0
     files = sorted(p.name for p in out.iterdir())
     assert files == ["bench.json", "bench.md", "bench.png", "gpu_check.log"]

@@ -420,7 +420,8 @@ def test_tensorrt_status_explains_what_is_missing():
 
     ok, reason = tensorrt_status()
     if importlib.util.find_spec("tensorrt") is None:
-        assert (ok, reason) == (False, "the 'tensorrt' package is not installed (pip install 'ingan[gpu]')")
+        assert (ok, reason) == (False, "the 'tensorrt' package is not installed (pip install --extra-index-url "
+                                       "https://pypi.nvidia.com 'ingan[gpu]')")
     elif not ok:
         assert reason.startswith(("no CUDA GPU found (cudaGetDeviceCount: ", "cuda-python is not installed"))
     else:

@@ -23,7 +23,7 @@ class _Evil:
 def test_missing_and_folder_and_empty(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
-    with pytest.raises(CheckpointError, match="is a folder"):
+    with pytest.raises(CheckpointError, match=r"is not a file \(a folder\)"):
         load_checkpoint(tmp_path)
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty"):

@@ -52,7 +52,7 @@ def test_help():
 
 
 def test_checkpoint_end_to_end(tiny_checkpoint, sizes, tmp_path):
-    result = run(tiny_checkpoint, "--sizes", size_arg(sizes), "-o", tmp_path, "--max-patches", "500")
+    result = run(tiny_checkpoint, "--size", size_arg(sizes), "-o", tmp_path, "--max-patches", "500")
     assert result.exit_code == 0, result.output
     assert "| InGAN |" in result.output and "self-noise floor" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["quality.json", "quality.md", "side_by_side.png"]
@@ -83,7 +83,7 @@ def test_checkpoint_end_to_end(tiny_checkpoint, sizes, tmp_path):
 
 def test_default_output_folder_and_quiet(tiny_checkpoint, sizes, tmp_path):
     ckpt = shutil.copy(tiny_checkpoint, tmp_path / "ckpt.pt")
-    result = run(ckpt, "--sizes", size_arg(sizes[:1]), "--sizes", size_arg(sizes[1:]), "-q", "--levels", "1")
+    result = run(ckpt, "--size", size_arg(sizes[:1]), "--size", size_arg(sizes[1:]), "-q", "--levels", "1")
     assert result.exit_code == 0, result.output
     assert "| InGAN |" not in result.output and "wrote" in result.output
     report = json.loads((tmp_path / "quality" / "quality.json").read_text())
@@ -94,7 +94,7 @@ def test_default_output_folder_and_quiet(tiny_checkpoint, sizes, tmp_path):
 def test_same_seed_same_numbers(tiny_checkpoint, sizes, tmp_path):
     runs = []
     for name in ("a", "b"):
-        assert run(tiny_checkpoint, "--sizes", size_arg(sizes[:1]), "-o", tmp_path / name, "-q",
+        assert run(tiny_checkpoint, "--size", size_arg(sizes[:1]), "-o", tmp_path / name, "-q",
                    "--seed", "7", "--max-patches", "200").exit_code == 0
         results = json.loads((tmp_path / name / "quality.json").read_text())["results"]
         for r in results:
@@ -123,13 +123,13 @@ def onnx_model(default_export):
 
 
 def test_onnx_needs_a_reference(onnx_model, sizes, tmp_path):
-    result = run(onnx_model, "--sizes", size_arg(sizes), "-o", tmp_path / "q")
+    result = run(onnx_model, "--size", size_arg(sizes), "-o", tmp_path / "q")
     one_line_error(result, "pass the training image with --reference IMAGE")
     assert not (tmp_path / "q").exists()  # nothing written
 
 
 def test_onnx_with_reference(onnx_model, sizes, training_png, tmp_path):
-    result = run(onnx_model, "--sizes", size_arg(sizes[:1]), "--reference", training_png, "-o", tmp_path,
+    result = run(onnx_model, "--size", size_arg(sizes[:1]), "--reference", training_png, "-o", tmp_path,
                  "--max-patches", "200", "-q")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "quality.json").read_text())
@@ -167,11 +167,11 @@ def test_a_source_checkpoint_outside_the_models_folder_is_never_followed(onnx_mo
 def test_reference_must_be_the_training_image(onnx_model, sizes, tmp_path):
     wrong = tmp_path / "wrong.png"
     Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(wrong)
-    one_line_error(run(onnx_model, "--sizes", size_arg(sizes), "--reference", wrong, "-o", tmp_path / "q"),
+    one_line_error(run(onnx_model, "--size", size_arg(sizes), "--reference", wrong, "-o", tmp_path / "q"),
                    "but the model was trained on a 52x40 image")
     other = tmp_path / "other.png"  # larger, other aspect: reduced first, and the message says so
     Image.fromarray(np.zeros((60, 100, 3), np.uint8)).save(other)
-    one_line_error(run(onnx_model, "--sizes", size_arg(sizes), "--reference", other, "-o", tmp_path / "q"),
+    one_line_error(run(onnx_model, "--size", size_arg(sizes), "--reference", other, "-o", tmp_path / "q"),
                    "is 100x60 (reduced to 52x31 like ingan-train would), but the model was trained on a 52x40")
 
 
@@ -197,7 +197,7 @@ def test_larger_reference_is_reduced_like_training(tiny_checkpoint, training_png
 @pytest.mark.parametrize("text, message", [("640", "is not a size"), ("64x0", "at least 1x1"),
                                            (",", "give at least one size"), ("64x40,abc", "'abc' is not a size")])
 def test_malformed_sizes_are_usage_errors(tiny_checkpoint, tmp_path, text, message):
-    result = run(tiny_checkpoint, "--sizes", text, "-o", tmp_path)
+    result = run(tiny_checkpoint, "--size", text, "-o", tmp_path)
     assert result.exit_code == 2 and message in result.output, result.output
 
 
@@ -207,14 +207,14 @@ def test_sizes_are_required(tiny_checkpoint):
 
 
 def test_missing_model(tmp_path):
-    one_line_error(run(tmp_path / "nope.pt", "--sizes", "64x40", "-o", tmp_path / "q"), "does not exist")
+    one_line_error(run(tmp_path / "nope.pt", "--size", "64x40", "-o", tmp_path / "q"), "does not exist")
     assert not (tmp_path / "q").exists()
 
 
 def test_size_outside_the_range(tiny_checkpoint, tmp_path):
-    one_line_error(run(tiny_checkpoint, "--sizes", "5000x40", "-o", tmp_path / "q"),
+    one_line_error(run(tiny_checkpoint, "--size", "5000x40", "-o", tmp_path / "q"),
                    "outside this model's range")
-    result = run(tiny_checkpoint, "--sizes", "5000x40", "-o", tmp_path / "q")
+    result = run(tiny_checkpoint, "--size", "5000x40", "-o", tmp_path / "q")
     assert "train with a wider scale range" in result.output and "re-export" not in result.output
     assert not (tmp_path / "q").exists()
 
@@ -227,7 +227,7 @@ def test_unknown_device(tiny_checkpoint, tmp_path):
 def test_output_folder_is_a_file(tiny_checkpoint, sizes, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    one_line_error(run(tiny_checkpoint, "--sizes", size_arg(sizes[:1]), "-o", blocker, "--levels", "1"),
+    one_line_error(run(tiny_checkpoint, "--size", size_arg(sizes[:1]), "-o", blocker, "--levels", "1"),
                    "is not a folder")
 
 

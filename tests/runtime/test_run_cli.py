@@ -352,7 +352,7 @@ def test_a_sidecar_claiming_a_wider_range_than_the_model_is_refused(model_copy, 
     """The validated range is also recorded inside the ONNX file, which the checksum covers."""
     sidecar = model_copy.with_name("model.onnx.json")
     data = json.loads(sidecar.read_text())
-    sidecar.write_text(json.dumps({**data, "max_size": [4000, 4000]}))
+    sidecar.write_text(json.dumps({**data, "max_size": {"width": 4000, "height": 4000}}))
     one_line_error(run(model_copy, "--size", "3000x3000", "-o", tmp_path / "o.png"),
                    "does not match its .json sidecar (size range: model 16x16 .. 120x96 (width x height), "
                    "sidecar 16x16 .. 4000x4000")
@@ -380,7 +380,7 @@ def test_an_export_killed_between_its_renames_leaves_the_old_model_loadable(tiny
                                                          engine="skip"))
     monkeypatch.setattr(ingan.fsutil.os, "replace", real_replace)
     assert (tmp_path / "model.onnx").read_bytes() == old_bytes
-    assert json.loads((tmp_path / "model.onnx.json").read_text())["max_size"] == [96, 120]  # the new sidecar
+    assert json.loads((tmp_path / "model.onnx.json").read_text())["max_size"] == {"width": 120, "height": 96}
     with ingan.runtime.load(tmp_path / "model.onnx") as runner:  # ... still serves the old model
         assert runner.max_size == (64, 64)
         assert runner.retarget((64, 64)).shape == (64, 64, 3)
@@ -435,3 +435,17 @@ def test_onnx_runtime_prints_no_log_of_its_own_before_our_error(model_copy, tmp_
     assert done.stderr.strip().splitlines() == [line for line in done.stderr.strip().splitlines()
                                                 if line.startswith("Error: ONNX Runtime failed at 32x32")]
     assert "[E:onnxruntime" not in done.stderr and "\x1b[" not in done.stderr
+
+
+def test_sidecar_sizes_are_labelled_and_format_1_sidecars_still_load(model_copy, tmp_path):
+    sidecar = model_copy.with_name("model.onnx.json")
+    data = json.loads(sidecar.read_text())
+    assert data["format_version"] == 2
+    assert data["min_size"] == {"width": 16, "height": 16} and data["max_size"] == {"width": 120, "height": 96}
+    assert data["training_image_size"] == {"width": 52, "height": 40}
+    old = {**data, "format_version": 1, "previous": None}
+    for name in ("min_size", "opt_size", "max_size", "training_image_size"):
+        old[name] = [data[name]["height"], data[name]["width"]]  # format 1: unlabelled [height, width]
+    sidecar.write_text(json.dumps(old))
+    with ingan.runtime.load(model_copy) as runner:
+        assert runner.max_size == (96, 120) and runner.image_size == (40, 52)

@@ -158,8 +158,8 @@ def _copy_model(models, tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     ({"max_size": "big"}, "max_size must be"),
-    ({"min_size": [0, 0]}, "min_size must be"),
-    ({"training_image_size": [0, 0]}, "training_image_size must be"),
+    ({"min_size": {"width": 0, "height": 0}}, "min_size must be"),
+    ({"training_image_size": [40, 52]}, "training_image_size must be"),
     ({"output_format": "png"}, "output_format must be"),
     ({"image_input": True}, "the sidecar does not belong to this model"),
     ({"warp": True}, "the sidecar does not belong to this model"),

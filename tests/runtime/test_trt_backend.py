@@ -72,15 +72,16 @@ def test_parse_device():
     assert parse_device("cuda") is None
     assert parse_device("CUDA:1") == 1
     assert parse_device("cuda:0") == 0
-    for bad in ("cpu", "gpu", "mps"):
-        with pytest.raises(DeviceError) as info:
-            parse_device(bad)
-        assert "runs only on an NVIDIA GPU" in str(info.value)
-        assert "with ONNX Runtime instead: ingan-run model.onnx" in str(info.value)
+    assert parse_device("auto") is None
+    with pytest.raises(DeviceError) as info:
+        parse_device("cpu")
+    assert "runs only on an NVIDIA GPU" in str(info.value)
+    assert "with ONNX Runtime instead: ingan-run model.onnx" in str(info.value)
     with pytest.raises(DeviceError, match=r"ingan-run /x/model\.onnx"):
         parse_device("cpu", Path("/x/model.onnx"))
-    with pytest.raises(ConfigError, match="use cuda or cuda:N"):
-        parse_device("cuda:x")
+    for bad in ("gpu", "mps", "cuda:x"):
+        with pytest.raises(ConfigError, match="unknown device .*; use auto, cpu, cuda or cuda:N"):
+            parse_device(bad)
 
 
 def test_check_gpu_present(tmp_path):
@@ -88,7 +89,7 @@ def test_check_gpu_present(tmp_path):
 
     plan = tmp_path / "model.plan"
     check_gpu_present(True, "", plan, None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'ingan\[gpu\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'ingan\[gpu-lean\]'"):
         check_gpu_present(False, "cuda-python is not installed", plan, None)
     reason = "no CUDA GPU found (cudaGetDeviceCount: cudaErrorNoDevice)"
     with pytest.raises(DeviceError) as info:
@@ -126,10 +127,12 @@ def test_choose_tensorrt_module():
     assert choose_tensorrt_module(True, False, True) == "tensorrt_lean"
     with pytest.raises(MissingDependencyError) as info:
         choose_tensorrt_module(False, False, True)  # lean cannot load a plain plan
-    assert "--version-compatible" in str(info.value) and "pip install 'ingan[gpu]'" in str(info.value)
-    for vc in (False, True):
-        with pytest.raises(MissingDependencyError, match=r"pip install 'ingan\[gpu\]'"):
-            choose_tensorrt_module(vc, False, False)
+    assert "--version-compatible" in str(info.value) and "https://pypi.nvidia.com 'ingan[gpu]'" in str(info.value)
+    with pytest.raises(MissingDependencyError, match=r"https://pypi.nvidia.com 'ingan\[gpu\]'"):
+        choose_tensorrt_module(False, False, False)
+    # A version-compatible plan needs only the lean runtime: the small, PyPI-only extra.
+    with pytest.raises(MissingDependencyError, match=r"pip install 'ingan\[gpu-lean\]'"):
+        choose_tensorrt_module(True, False, False)
 
 
 def test_check_host_code(tmp_path):
