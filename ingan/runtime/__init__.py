@@ -59,6 +59,7 @@ def load(
     providers: Sequence[str] | None = None,
     allow_host_code: bool = False,
     cuda_graphs: int = 0,
+    threads: int = 0,
 ) -> Runner:
     """Open a model for serving.
 
@@ -72,6 +73,8 @@ def load(
             host code: only for plans you trust).
         cuda_graphs: TensorRT only: keep up to N CUDA graphs, one per recently used size
             (an LRU); repeated sizes then launch one graph instead of many kernels.
+        threads: ONNX Runtime only: intra-op threads per model (0: ONNX Runtime's default, one
+            per physical core); a server holding several models sets it to its CPU share.
     """
     model = Path(path)
     if not model.exists():
@@ -90,5 +93,5 @@ def load(
 
     metadata = read_sidecar(model, expected_kind="tensorrt" if name == "tensorrt" else "onnx")
     if name == "onnxruntime":
-        return cls(model, metadata, providers=providers, device=device)
+        return cls(model, metadata, providers=providers, device=device, threads=threads)
     return cls(model, metadata, allow_host_code=allow_host_code, device=device, cuda_graphs=cuda_graphs)
