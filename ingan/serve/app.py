@@ -24,33 +24,16 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingan.errors import ConfigError, InganError, first_line
+from ingan.errors import first_line
 from ingan.serve import protocol
-from ingan.serve.catalog import Catalog, ModelEntry, scan
+from ingan.serve.catalog import Catalog, scan
 from ingan.serve.options import ServeOptions
+from ingan.serve.replica import LoadedModel, ModelPool
 
 # Replicas log through Ray Serve's logger, which Ray writes to each replica's log file.
 log = logging.getLogger("ray.serve")
 
-# A model that failed to load answers 503 at once for this long, then a request tries again
-# (so a file fixed in place is picked up without a restart, but a broken one is not reloaded
-# on every request).
-FAILED_LOAD_RETRY_S = 30.0
 READY_TIMEOUT_S = 5.0
-
-
-class LoadedModel:
-    """A runner in a replica's multiplexing cache; Ray calls `__del__` when it evicts one."""
-
-    def __init__(self, runner: Any, load_s: float) -> None:
-        self.runner = runner
-        self.load_s = load_s
-        self.load_reported = False  # the first request served reports the load time
-        self.evicted = False
-
-    def __del__(self) -> None:
-        self.evicted = True
-        self.runner.close()
 
 
 @serve.deployment
@@ -58,91 +41,20 @@ class Retargeter:
     """Runs models: up to `models_per_replica` loaded at once, least recently used evicted."""
 
     def __init__(self, catalog: Catalog, models_per_replica: int, threads: int, allow_host_code: bool) -> None:
-        self._catalog = catalog
-        self._threads = threads
-        self._allow_host_code = allow_host_code
-        self._device = "cuda" if ray.get_gpu_ids() else "cpu"
-        self._failed: dict[str, tuple[str, float]] = {}
+        self._pool = ModelPool(catalog, device="cuda" if ray.get_gpu_ids() else "cpu", threads=threads,
+                               allow_host_code=allow_host_code)
 
         # A closure, not a method: max_num_models_per_replica comes from the options.
         async def _load_ingan_model(model_id: str) -> LoadedModel:
-            return await asyncio.to_thread(self._open, model_id)
+            return await asyncio.to_thread(self._pool.open, model_id)
 
-        self._get_model = serve.multiplexed(max_num_models_per_replica=models_per_replica)(_load_ingan_model)
-
-    def _open(self, model_id: str) -> LoadedModel:
-        import ingan.runtime
-
-        entry = self._catalog.get(model_id)
-        if entry is None:  # the Api checks ids; this guards direct handle calls
-            raise InganError(f"unknown model '{model_id}'")
-        started = time.perf_counter()
-        if entry.backend == "onnxruntime":
-            runner = ingan.runtime.load(entry.path, entry.backend, device=self._device, threads=self._threads)
-        else:
-            runner = ingan.runtime.load(entry.path, entry.backend, allow_host_code=self._allow_host_code)
-        elapsed = time.perf_counter() - started
-        log.info("loaded model '%s' (%s on %s) in %.0f ms", model_id, runner.backend, runner.device, elapsed * 1000)
-        return LoadedModel(runner, elapsed)
+        self._pool.get_model = serve.multiplexed(max_num_models_per_replica=models_per_replica)(_load_ingan_model)
 
     async def status(self) -> dict[str, Any]:
-        return {"device": self._device}
+        return {"device": self._pool.device}
 
     async def retarget(self, job: protocol.RetargetJob) -> protocol.Reply:
-        entry = self._catalog.get(job.model_id)
-        if entry is None:
-            return protocol.RequestError(404, f"unknown model '{job.model_id}'").reply()
-        for _attempt in range(2):  # a second time only when the model was evicted under this request
-            model_or_reply = await self._model(entry)
-            if isinstance(model_or_reply, protocol.Reply):
-                return model_or_reply
-            try:
-                return await self._run(entry, model_or_reply, job)
-            except InganError as exc:
-                if model_or_reply.evicted:
-                    continue
-                status = 400 if isinstance(exc, ConfigError) else 500
-                return protocol.RequestError(status, f"model '{entry.id}': {first_line(exc)}").reply()
-        return protocol.RequestError(503, f"model '{entry.id}' was evicted twice while this request waited; "
-                                     "the server is overloaded: add replicas or --models-per-replica").reply()
-
-    async def _model(self, entry: ModelEntry) -> LoadedModel | protocol.Reply:
-        failed = self._failed.get(entry.id)
-        if failed is not None and time.monotonic() - failed[1] < FAILED_LOAD_RETRY_S:
-            return _unavailable(entry, failed[0])
-        try:
-            model = await self._get_model(entry.id)
-        except InganError as exc:
-            reason = first_line(exc)
-        except Exception as exc:  # noqa: BLE001 - a broken file must not take the replica down
-            log.exception("loading model '%s' failed", entry.id)
-            reason = f"{type(exc).__name__}: {first_line(exc)}"
-        else:
-            self._failed.pop(entry.id, None)
-            return model
-        log.warning("model '%s' cannot be loaded: %s", entry.id, reason)
-        self._failed[entry.id] = (reason, time.monotonic())
-        return _unavailable(entry, reason)
-
-    async def _run(self, entry: ModelEntry, model: LoadedModel, job: protocol.RetargetJob) -> protocol.Reply:
-        from ingan.imageio import encode_image
-
-        timings: list[tuple[str, float]] = []
-        if not model.load_reported:
-            model.load_reported = True
-            timings.append(("load", model.load_s))
-        started = time.perf_counter()
-        pixels = await asyncio.to_thread(model.runner.retarget, job.size, job.homography, job.image)
-        timings.append(("retarget", time.perf_counter() - started))
-        started = time.perf_counter()
-        data = await asyncio.to_thread(encode_image, pixels, job.image_format, job.quality)
-        timings.append(("encode", time.perf_counter() - started))
-        return protocol.image_reply(entry, job, data, timings)
-
-
-def _unavailable(entry: ModelEntry, reason: str) -> protocol.Reply:
-    return protocol.RequestError(503, f"model '{entry.id}' cannot be loaded: {reason}; the other models are "
-                                 "unaffected", model=entry.id).reply()
+        return await self._pool.retarget(job)
 
 
 @serve.deployment
