@@ -8,8 +8,9 @@ One job per module; only `app` and `server` import ray, and nothing here imports
 * `catalog`  - MODELS scanned once at start into model ids, files and size ranges;
 * `options`  - every server setting, and the Ray Serve builder arguments it becomes;
 * `protocol` - the HTTP API as plain functions: routes, query parsing, errors, replies;
-* `app`      - the Ray Serve deployments (the `Api` ingress and the multiplexed
-  `Retargeter`) and `build_app`, the builder a Ray Serve config file names;
+* `replica`  - what a replica does with a request: load, run, encode (no Ray);
+* `app`      - the Ray Serve deployment (`Retargeter`: HTTP and multiplexed models) and
+  `build_app`, the builder a Ray Serve config file names;
 * `config`   - the Ray Serve YAML config for `serve run` / `serve deploy`;
 * `server`   - starting or joining a Ray cluster, running the app, shutting down cleanly;
 * `client`   - a standard-library HTTP client (the Python API and `ingan-run http://...`);

@@ -145,7 +145,9 @@ class ServeClient:
             query["warp"] = f"{warp[0]:g},{warp[1]:g}"
         path = f"/v1/models/{quote(model_id, safe='')}/retarget?{urlencode(query)}"
         started = time.perf_counter()
-        status, headers, body = self._request("POST" if image is not None else "GET", path, image)
+        # The header lets Ray's proxy pick a replica that already holds the model.
+        status, headers, body = self._request("POST" if image is not None else "GET", path, image,
+                                              {"serve_multiplexed_model_id": model_id})
         round_trip = (time.perf_counter() - started) * 1000.0
         if status != 200:
             raise self._error(status, body)
@@ -181,8 +183,11 @@ class ServeClient:
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise InganError(f"{self.base_url}{path} did not answer JSON; is this an ingan-serve URL?") from None
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
-        headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
+    def _request(self, method: str, path: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        headers = dict(headers or {})
+        if body is not None:
+            headers["Content-Type"] = "application/octet-stream"
         for attempt in range(2):  # a kept-alive connection the server closed is reopened once
             fresh = self._connection is None
             connection = self._connect()

@@ -39,10 +39,7 @@ def serve_config(options: ServeOptions) -> dict[str, Any]:
             "route_prefix": "/",
             "import_path": IMPORT_PATH,
             "args": options.to_args(),
-            "deployments": [
-                {"name": "Api", "num_replicas": 1, "ray_actor_options": {"num_cpus": 0}},
-                retargeter,
-            ],
+            "deployments": [retargeter],
         }],
     }
 

@@ -7,6 +7,8 @@
     GET  /v1/models/{id}/retarget?size=640x360[&format=png|jpeg|webp][&quality=90][&warp=L,R]
     POST /v1/models/{id}/retarget?...   the same; the body is the image for --image-input models
 
+Send the model id in the `serve_multiplexed_model_id` header too: Ray routes such requests
+to a replica that already holds the model (without it, any replica answers).
 `scale=SYxSX` (height scale x width scale of the training image, as `ingan-run --scale`)
 replaces `size`; with neither, the 1x1 size is served (clipped into the model's range).
 Every error is JSON, `{"error": "<one line>", "status": N, ...}`: 400 malformed or out of
@@ -36,6 +38,8 @@ FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "jpg": (
            "webp": ("WEBP", "image/webp")}
 DEFAULT_QUALITY = 95  # ingan.imageio.save_image's, so served JPEGs equal ingan-run's files
 RETARGET_PARAMETERS = ("size", "scale", "format", "quality", "warp")
+# Ray Serve's proxy routes a request carrying this header to a replica that holds the model.
+MODEL_ID_HEADER = "serve_multiplexed_model_id"
 ROUTES_TEXT = ("GET /v1/models, GET /v1/models/ID, GET or POST /v1/models/ID/retarget?size=WxH, "
                "GET /healthz, GET /readyz")
 MIN_IMAGE_SIDE = 8  # what the runtime accepts for --image-input models
@@ -121,13 +125,20 @@ def describe(entry: ModelEntry, load_failures: dict[str, str]) -> dict[str, Any]
     return info
 
 
+def check_routing_header(entry: ModelEntry, header: str | None) -> None:
+    """The routing header, when sent, must name the model the path names."""
+    if header and header != entry.id:
+        raise RequestError(400, f"the {MODEL_ID_HEADER} header names '{header}' but the path names '{entry.id}'; "
+                           "send the same model id in both (the header routes the request to a replica holding it)")
+
+
 def listing(catalog: Catalog, load_failures: dict[str, str]) -> dict[str, Any]:
     return {"models": [describe(entry, load_failures) for entry in catalog.entries]}
 
 
 @dataclass(frozen=True)
 class RetargetJob:
-    """A validated retarget request, as the Api hands it to a model replica."""
+    """A validated retarget request, as a replica hands it to its models."""
 
     model_id: str
     size: tuple[int, int]  # (height, width)

@@ -53,12 +53,16 @@ class ModelPool:
         self.get_model = get_model  # the cache around `open`, set by the deployment
         self._failed: dict[str, tuple[str, float]] = {}
 
+    def load_failures(self) -> dict[str, str]:
+        """Model id -> why it last failed to load here (cleared by a later successful load)."""
+        return {model_id: reason for model_id, (reason, _when) in self._failed.items()}
+
     def open(self, model_id: str) -> LoadedModel:
         """Load one model (blocking: call it in a thread)."""
         import ingan.runtime
 
         entry = self.catalog.get(model_id)
-        if entry is None:  # the Api checks ids; this guards direct handle calls
+        if entry is None:  # requests are checked against the catalog first; this guards direct calls
             raise InganError(f"unknown model '{model_id}'")
         started = time.perf_counter()
         if entry.backend == "onnxruntime":
@@ -107,19 +111,22 @@ class ModelPool:
         return unavailable(entry, reason)
 
     async def _run(self, entry: ModelEntry, model: LoadedModel, job: protocol.RetargetJob) -> protocol.Reply:
-        from ingan.imageio import encode_image
-
         timings: list[tuple[str, float]] = []
         if not model.load_reported:
             model.load_reported = True
             timings.append(("load", model.load_s))
-        started = time.perf_counter()
-        pixels = await asyncio.to_thread(model.runner.retarget, job.size, job.homography, job.image)
-        timings.append(("retarget", time.perf_counter() - started))
-        started = time.perf_counter()
-        data = await asyncio.to_thread(encode_image, pixels, job.image_format, job.quality)
-        timings.append(("encode", time.perf_counter() - started))
-        return protocol.image_reply(entry, job, data, timings)
+        data, run_timings = await asyncio.to_thread(_retarget_and_encode, model, job)  # one thread hop, not two
+        return protocol.image_reply(entry, job, data, timings + run_timings)
+
+
+def _retarget_and_encode(model: LoadedModel, job: protocol.RetargetJob) -> tuple[bytes, list[tuple[str, float]]]:
+    from ingan.imageio import encode_image
+
+    started = time.perf_counter()
+    pixels = model.runner.retarget(job.size, job.homography, job.image)
+    encoding = time.perf_counter()
+    data = encode_image(pixels, job.image_format, job.quality)
+    return data, [("retarget", encoding - started), ("encode", time.perf_counter() - encoding)]
 
 
 def unavailable(entry: ModelEntry, reason: str) -> protocol.Reply:

@@ -1,8 +1,7 @@
-"""The client, `ingan-run http://...`, the Api ingress and a replica's model work, without Ray.
+"""The client, `ingan-run http://...`, a replica's HTTP handling and model work, without Ray.
 
-The real `Api` class serves over real HTTP (uvicorn, which Ray Serve's proxy also runs); in
-place of Ray's deployment handle, `LocalRetargeter` hands each request to a real `ModelPool`
-in this process, with a plain dict cache instead of Ray's multiplexing LRU.
+The real `Retargeter` class answers over real HTTP (under uvicorn, which Ray Serve's proxy
+also runs), with a plain dict cache (`LocalCache`) in place of Ray's multiplexing LRU.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import json
 import socket
 import threading
 import time
-from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -22,60 +21,35 @@ from clitest import one_line_error
 from ingan.errors import InganError
 from ingan.runtime.cli import main as ingan_run
 from ingan.serve import protocol
-from ingan.serve.app import Api
+from ingan.serve.app import Retargeter
 from ingan.serve.catalog import scan
 from ingan.serve.client import ServeClient, ServerError, is_model_url, retarget, split_model_url
+from ingan.serve.options import ServeOptions
 from ingan.serve.replica import LoadedModel, ModelPool
 
 MAX_PIXELS = 5000
 
 
-class _Method:
-    def __init__(self, function):
-        self._function = function
+class LocalCache:
+    """In place of Ray's multiplexing LRU: a dict of loaded models (and an optional delay)."""
 
-    def remote(self, *args):
-        return asyncio.ensure_future(self._function(*args))  # awaitable and cancellable, like Ray's responses
-
-
-class LocalRetargeter:
-    """Ray's DeploymentHandle for the Api, in-process: a real ModelPool behind a dict cache."""
-
-    def __init__(self, catalog, delay_s: float = 0.0) -> None:
-        self.pool = ModelPool(catalog, device="cpu", threads=1, allow_host_code=False, get_model=self._cached)
+    def __init__(self, pool: ModelPool, delay_s: float = 0.0) -> None:
+        self.pool = pool
         self.cache: dict[str, LoadedModel] = {}
         self.opened: list[str] = []
-        self.routed: list[str] = []
         self.delay_s = delay_s
+        pool.get_model = self.get
 
-    async def _cached(self, model_id: str) -> LoadedModel:
+    async def get(self, model_id: str) -> LoadedModel:
+        await asyncio.sleep(self.delay_s)
         if model_id not in self.cache:
             self.opened.append(model_id)
             self.cache[model_id] = await asyncio.to_thread(self.pool.open, model_id)
         return self.cache[model_id]
 
-    def options(self, multiplexed_model_id: str) -> "LocalRetargeter":
-        self.routed.append(multiplexed_model_id)
-        return self
-
-    @property
-    def retarget(self) -> _Method:
-        async def run(job):
-            await asyncio.sleep(self.delay_s)
-            return await self.pool.retarget(job)
-
-        return _Method(run)
-
-    @property
-    def status(self) -> _Method:
-        async def answer():
-            return {"device": "cpu"}
-
-        return _Method(answer)
-
 
 class HttpServer:
-    """The Api class under uvicorn on a free port, in a thread."""
+    """A Retargeter replica's HTTP handler under uvicorn on a free port, in a thread."""
 
     def __init__(self, api) -> None:
         import uvicorn
@@ -106,9 +80,10 @@ class HttpServer:
 
 
 def api_server(catalog, delay_s=0.0, timeout_s=30.0, max_body_bytes=2**20):
-    handle = LocalRetargeter(catalog, delay_s)
-    api = Api.func_or_class(handle, catalog, MAX_PIXELS, max_body_bytes, timeout_s)
-    return HttpServer(api), handle
+    options = ServeOptions(models=("unused",), max_pixels=MAX_PIXELS, max_body_bytes=max_body_bytes,
+                           timeout_s=timeout_s)
+    replica = Retargeter.func_or_class(catalog, options)  # the deployment's class, outside Ray
+    return HttpServer(replica), LocalCache(replica._pool, delay_s)
 
 
 @pytest.fixture(scope="module")
@@ -129,21 +104,21 @@ def client(served):
         yield connection
 
 
-def raw(url: str, method: str, path: str, body=None, headers=None) -> tuple[int, dict]:
+def raw(url: str, method: str, path: str, body=None, headers=None) -> tuple[int, Any]:
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
         connection.request(method, path, body=body, headers=headers or {}, encode_chunked=not isinstance(
             body, (bytes, type(None))))
         response = connection.getresponse()
-        return response.status, json.loads(response.read())
+        data = response.read()
+        return response.status, json.loads(data) if response.getheader("content-type") == "application/json" else data
     finally:
         connection.close()
 
 
 # ---------------------------------------------------------------------------- client and Api
-def test_listing_and_retargets(client, served):
-    _server, handle = served
+def test_listing_and_retargets(client):
     assert [m["id"] for m in client.models()] == ["alpha", "beta", "broken", "gamma"]
     assert client.model("gamma")["max_size"] == "120x96" and client.ready()
     first = client.retarget("beta", (48, 64))
@@ -151,7 +126,6 @@ def test_listing_and_retargets(client, served):
     assert first.version == client.model("beta")["version"] and first.latency_ms > 0 and first.round_trip_ms > 0
     second = client.retarget("beta", "64x48")
     assert (first.cold, second.cold) == (True, False) and second.data == first.data
-    assert handle.routed[-1] == "beta"  # the Api routes by model id (Ray's multiplexing key)
     jpeg = client.retarget("beta", scale=(1, 0.5), image_format="jpeg", quality=70)
     assert jpeg.media_type == "image/jpeg" and jpeg.size == (40, 26) and jpeg.data[:2] == b"\xff\xd8"
     webp = client.retarget("beta", image_format="webp")  # no size: the 1x1 output
@@ -199,6 +173,13 @@ def test_routes_health_and_methods(served):
     assert raw(server.url, "GET", "/readyz")[1]["status"] == "ready"
     assert raw(server.url, "PUT", "/v1/models")[0] == 405
     assert raw(server.url, "GET", "/")[0] == 404
+    # the routing header (the client sends it) must name the model of the path
+    status, _ = raw(server.url, "GET", "/v1/models/alpha/retarget?size=64x48", headers={
+        "serve_multiplexed_model_id": "alpha"})
+    assert status == 200
+    status, error = raw(server.url, "GET", "/v1/models/alpha/retarget?size=64x48", headers={
+        "serve_multiplexed_model_id": "beta"})
+    assert status == 400 and "header names 'beta' but the path names 'alpha'" in error["error"]
 
 
 def test_a_slow_model_answers_504(catalog):

@@ -106,10 +106,11 @@ def local_png(model: Path, size: str, tmp_path: Path) -> bytes:
     return out.read_bytes()
 
 
-def raw(server: Server, method: str, path: str, body: bytes | None = None) -> tuple[int, dict, bytes]:
+def raw(server: Server, method: str, path: str, body: bytes | None = None,
+        headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     try:
-        connection.request(method, path, body=body)
+        connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:
@@ -155,6 +156,15 @@ def test_eviction_happens_and_later_answers_stay_correct(client, served_models, 
     assert sequence[-1].data == local_png(files(served_models)["alpha"], "64x48", tmp_path)
     again = client.retarget("alpha", "64x48")
     assert not again.cold and again.data == sequence[-1].data
+
+
+def test_the_routing_header_is_optional_but_must_agree(server, client):
+    expected = client.retarget("gamma", "64x48").data  # the client sends serve_multiplexed_model_id
+    code, headers, body = raw(server, "GET", "/v1/models/gamma/retarget?size=64x48")  # curl without it
+    assert code == 200 and body == expected and headers["x-model-id"] == "gamma"
+    code, _headers, body = raw(server, "GET", "/v1/models/gamma/retarget?size=64x48",
+                               headers={"serve_multiplexed_model_id": "alpha"})
+    assert code == 400 and b"the path names 'gamma'" in body
 
 
 @pytest.mark.parametrize("method, path, status, text", [
