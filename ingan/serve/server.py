@@ -106,6 +106,8 @@ def start(options: ServeOptions, catalog: Catalog, cluster: ClusterOptions = Clu
         _check_resources(options, strict=started_cluster)
         serve.start(http_options={"host": options.host, "port": options.port,
                                   "request_timeout_s": options.proxy_timeout_s})
+        if not cluster.log_to_driver:  # quiet: Serve's own progress lines too
+            logging.getLogger("ray.serve").setLevel(logging.WARNING)
         say(f"deploying {len(catalog.entries)} model(s) ...")
         serve.run(build_application(options, catalog), name=options.app_name, route_prefix="/", blocking=False)
     except BaseException as exc:
