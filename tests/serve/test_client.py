@@ -273,3 +273,28 @@ def test_a_model_evicted_under_a_request_is_loaded_again(catalog):
     reply = asyncio.run(pool.retarget(job))
     assert reply.status == 200 and len(handed_out) == 2
     assert dict(reply.headers)["X-Image-Size"] == "64x48"
+
+
+def test_a_runner_closed_while_a_request_waits_for_it_refuses_cleanly(served_models):
+    """Eviction closes a runner that another request may be about to run: that request gets the
+    runner's 'closed' error (which the pool answers by loading the model again), never a crash."""
+    import ingan.runtime
+
+    runner = ingan.runtime.load(served_models / "alpha.onnx", threads=1)
+    outcome: list[BaseException | None] = []
+
+    def request() -> None:
+        try:
+            runner.retarget((48, 64))
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    with runner._lock:  # a request in flight holds the runner; another one queues behind it
+        waiting = threading.Thread(target=request)
+        waiting.start()
+        time.sleep(0.2)  # it has passed the early closed check and waits for the lock
+        runner._closed = True  # what close() does once the in-flight request releases the lock
+        runner._close()
+    waiting.join(timeout=10)
+    assert len(outcome) == 1 and isinstance(outcome[0], InganError) and "closed" in str(outcome[0])
