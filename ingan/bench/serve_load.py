@@ -154,6 +154,10 @@ def measure_overhead(base_url: str, model: dict[str, Any], model_file: str | os.
 
     size = options.overhead_size
     assert size is not None
+    (lo_h, lo_w), (hi_h, hi_w) = parse_size(model["min_size"]), parse_size(model["max_size"])
+    if not (lo_h <= size[0] <= hi_h and lo_w <= size[1] <= hi_w):
+        raise ConfigError(f"--overhead-size {format_size(size)} is outside the range of model '{model['id']}', "
+                          f"{model['min_size']} .. {model['max_size']}; pick a size inside it (or --no-overhead)")
     if progress:
         progress(f"overhead: {options.overhead_requests} served requests and direct calls of '{model['id']}' "
                  f"at {format_size(size)} ...")

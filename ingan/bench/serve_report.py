@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ingan.bench.report import ReportError, environment_lines
+from ingan.bench.report import ReportError, environment_lines, save_figure
 from ingan.bench.stats import SUMMARY_FIELDS
 from ingan.fsutil import atomic_path, ensure_output_dir
 
@@ -195,11 +195,7 @@ def plot(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path | None
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    out = Path(path)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def write_outputs(report: dict[str, Any], out_dir: str | os.PathLike[str], name: str = "serve",

@@ -12,11 +12,6 @@ import pytest
 from ingan.metadata import ModelMetadata, sha256_of, sidecar_path
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Ray Serve's own config models still use pydantic v1 idioms; their warnings are not ours.
-    config.addinivalue_line("filterwarnings", "ignore:Using extra keyword arguments on `Field`:DeprecationWarning")
-
-
 def colour_variant(source: Path, target: Path, offset: float) -> Path:
     """A copy of an exported graph whose colour offset is shifted: another model, same contract."""
     import onnx

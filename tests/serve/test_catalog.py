@@ -9,7 +9,7 @@ import pytest
 from ingan.errors import ConfigError
 from ingan.metadata import sha256_of, sidecar_path
 from ingan.serve.catalog import scan
-from sidecars import exported
+from servetest import exported
 
 
 def test_a_file_is_served_under_its_stem(tmp_path):

@@ -21,69 +21,12 @@ from clitest import one_line_error
 from ingan.errors import InganError
 from ingan.runtime.cli import main as ingan_run
 from ingan.serve import protocol
-from ingan.serve.app import Retargeter
 from ingan.serve.catalog import scan
 from ingan.serve.client import ServeClient, ServerError, is_model_url, retarget, split_model_url
-from ingan.serve.options import ServeOptions
 from ingan.serve.replica import LoadedModel, ModelPool
+from servetest import replica_server
 
 MAX_PIXELS = 5000
-
-
-class LocalCache:
-    """In place of Ray's multiplexing LRU: a dict of loaded models (and an optional delay)."""
-
-    def __init__(self, pool: ModelPool, delay_s: float = 0.0) -> None:
-        self.pool = pool
-        self.cache: dict[str, LoadedModel] = {}
-        self.opened: list[str] = []
-        self.delay_s = delay_s
-        pool.get_model = self.get
-
-    async def get(self, model_id: str) -> LoadedModel:
-        await asyncio.sleep(self.delay_s)
-        if model_id not in self.cache:
-            self.opened.append(model_id)
-            self.cache[model_id] = await asyncio.to_thread(self.pool.open, model_id)
-        return self.cache[model_id]
-
-
-class HttpServer:
-    """A Retargeter replica's HTTP handler under uvicorn on a free port, in a thread."""
-
-    def __init__(self, api) -> None:
-        import uvicorn
-        from starlette.requests import Request
-
-        async def app(scope, receive, send):
-            if scope["type"] != "http":
-                return
-            response = await api(Request(scope, receive))
-            await response(scope, receive, send)
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    timeout_keep_alive=1))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-def api_server(catalog, delay_s=0.0, timeout_s=30.0, max_body_bytes=2**20):
-    options = ServeOptions(models=("unused",), max_pixels=MAX_PIXELS, max_body_bytes=max_body_bytes,
-                           timeout_s=timeout_s)
-    replica = Retargeter.func_or_class(catalog, options)  # the deployment's class, outside Ray
-    return HttpServer(replica), LocalCache(replica._pool, delay_s)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +36,7 @@ def catalog(served_models):
 
 @pytest.fixture(scope="module")
 def served(catalog):
-    server, handle = api_server(catalog)
+    server, handle = replica_server(catalog)
     yield server, handle
     server.stop()
 
@@ -183,7 +126,7 @@ def test_routes_health_and_methods(served):
 
 
 def test_a_slow_model_answers_504(catalog):
-    server, _handle = api_server(catalog, delay_s=5.0, timeout_s=0.3)
+    server, _cache = replica_server(catalog, delay_s=5.0, timeout_s=0.3)
     try:
         started = time.monotonic()
         status, error = raw(server.url, "GET", "/v1/models/alpha/retarget?size=64x48")

@@ -15,7 +15,7 @@ from ingan.serve.cli import main
 from ingan.serve.config import check_config, serve_config, write_config
 from ingan.serve.options import APP_FIELDS, ServeOptions
 from ingan.serve.server import ClusterOptions
-from sidecars import exported
+from servetest import exported
 
 
 def test_defaults_and_derived_values():
