@@ -19,7 +19,6 @@ when a replica loads them, so a broken model answers 503 while the others serve.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from dataclasses import dataclass
@@ -29,8 +28,6 @@ from typing import Any, Iterable, Sequence
 from ingan.errors import ConfigError, InganError, first_line
 from ingan.metadata import ModelMetadata, sidecar_path
 from ingan.sizes import format_size
-
-log = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = {".onnx": "onnxruntime", ".plan": "tensorrt", ".engine": "tensorrt"}
 _SIDECAR_KIND = {"onnxruntime": "onnx", "tensorrt": "tensorrt"}

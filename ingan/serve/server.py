@@ -89,8 +89,13 @@ def start(options: ServeOptions, catalog: Catalog, cluster: ClusterOptions = Clu
         if cluster.address is None:
             _check_port_free(options.host, options.port)
             say(f"starting a local Ray cluster ({cluster.num_cpus or 'all'} CPUs) ...")
-            ray.init(num_cpus=cluster.num_cpus, object_store_memory=cluster.object_store_bytes,
-                     include_dashboard=False, logging_level=logging.WARNING, log_to_driver=cluster.log_to_driver)
+            try:
+                ray.init(num_cpus=cluster.num_cpus, object_store_memory=cluster.object_store_bytes,
+                         include_dashboard=False, logging_level=logging.WARNING,
+                         log_to_driver=cluster.log_to_driver)
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise InganError(f"cannot start a local Ray cluster: {first_line(exc)}; check --num-cpus and "
+                                 "--object-store-mib against this machine, or join a cluster with --address") from None
             started_cluster = True
         else:
             say(f"joining the Ray cluster at {cluster.address} ...")
@@ -104,10 +109,10 @@ def start(options: ServeOptions, catalog: Catalog, cluster: ClusterOptions = Clu
                            started_cluster=started_cluster, connected=connected)
     try:
         _check_resources(options, strict=started_cluster)
-        serve.start(http_options={"host": options.host, "port": options.port,
-                                  "request_timeout_s": options.proxy_timeout_s})
         if not cluster.log_to_driver:  # quiet: Serve's own progress lines too
             logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        serve.start(http_options={"host": options.host, "port": options.port,
+                                  "request_timeout_s": options.proxy_timeout_s})
         say(f"deploying {len(catalog.entries)} model(s) ...")
         serve.run(build_application(options, catalog), name=options.app_name, route_prefix="/", blocking=False)
     except BaseException as exc:

@@ -18,7 +18,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
