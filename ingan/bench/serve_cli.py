@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -175,7 +176,8 @@ def _run(targets: tuple[str, ...], url_mode: bool, say: Any, clients: int, reque
             say("stopping the server ...")
             running.stop()
     environment = env_mod.environment(with_gpu=False)
-    environment.update(load_average_start=load_start, load_average_end=serve_load.load_average())
+    environment.update(load_average_start=load_start, load_average_end=serve_load.load_average(),
+                       ray_serve_env={k: v for k, v in sorted(os.environ.items()) if k.startswith("RAY_SERVE_")})
     load = serve_load.summarize_load(samples, wall)
     report = serve_report.build_report(
         created=env_mod.utc_now(), command=["ingan-bench", *sys.argv[1:]], elapsed_s=time.perf_counter() - started,

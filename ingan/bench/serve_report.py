@@ -111,6 +111,9 @@ def markdown(report: Mapping[str, Any]) -> str:
     if before or after:
         lines.append(f"- Machine load (1/5/15-min load average): {before} at the start, {after} at the end, on "
                      f"{(env.get('cpu') or {}).get('logical_cores')} logical cores")
+    if env.get("ray_serve_env"):
+        lines.append("- Ray Serve settings from the environment: "
+                     + ", ".join(f"{k}={v}" for k, v in env["ray_serve_env"].items()))
     scaling = server.get("scaling") or "unknown (a server this run did not start)"
     lines += [
         f"- Server: {server.get('url')}; {len(server.get('models', []))} models in the load "
@@ -186,6 +189,11 @@ def plot(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path | None
             ax.axhline(latency[field], color="black", linestyle=style, linewidth=0.8,
                        label=f"{'p50' if field == 'median' else field} {latency[field]:.1f} ms")
     ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))  # 200, not 2x10^2
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("request start, s from the start of the load phase")
     ax.set_ylabel("round trip, ms")
     settings = report["settings"]
