@@ -7,8 +7,8 @@
 Ray's proxy sends a request that carries the `serve_multiplexed_model_id` header to a replica
 that already holds that model (the client in `ingan.serve.client` always sends it; the path
 names the model too, and the two must agree). A request without the header goes to any
-replica, which loads the model if it must. There is no separate ingress deployment: one hop
-fewer per request (measured in docs/serve.md). Runners come from `ingan.runtime.load`, the
+replica, which loads the model if it must. There is no separate ingress deployment in front:
+that would add an actor call to every request. Runners come from `ingan.runtime.load`, the
 same backends as `ingan-run`; nothing here imports torch. `build_app` is the builder a Ray
 Serve config file names (`import_path: ingan.serve.app:build_app`).
 """
