@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ingan.errors import ConfigError, first_line
+from ingan.errors import ConfigError, MissingDependencyError, first_line
 from ingan.fsutil import atomic_path
 from ingan.serve.options import ServeOptions
 
@@ -46,8 +46,10 @@ def serve_config(options: ServeOptions) -> dict[str, Any]:
 
 def check_config(document: Any) -> None:
     """Raise ConfigError unless Ray's own schema accepts the document."""
-    from ray.serve.schema import ServeDeploySchema
-
+    try:
+        from ray.serve.schema import ServeDeploySchema
+    except ImportError:
+        raise MissingDependencyError("ray[serve]", "serve", "Checking a Ray Serve config") from None
     try:
         ServeDeploySchema.model_validate(document)
     except Exception as exc:  # pydantic's ValidationError

@@ -31,3 +31,14 @@ def test_serving_never_imports_torch(served_models):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_client_needs_neither_ray_nor_a_model_runtime():
+    code = ("import sys\n"
+            "import ingan.serve.client, ingan.serve.remote\n"
+            "print(sorted(m for m in ('ray', 'torch', 'onnxruntime') if m in sys.modules))\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(ingan.__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
