@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ingan.bench.serve_cli import serve
 from ingan.cli.common import Duration, collect_sizes, device_option, notice, setup_logging, size_options, user_errors
 from ingan.extras import install_hint
 from ingan.fsutil import is_plain_stem
@@ -94,6 +95,7 @@ def main() -> None:
     \b
     ingan-bench MODEL [MODEL ...] [options]   same as: ingan-bench run MODEL ...
     ingan-bench compare A.json B.json         per-cell ratios of two reports
+    ingan-bench serve URL|MODELS... [options] load-test ingan-serve (docs/serve.md)
 
     Times and statistics follow trtexec (GPU Compute Time, Latency, Enqueue Time, its
     percentile formula); docs/bench.md maps every report field to trtexec's names.
@@ -226,3 +228,6 @@ def compare(report_a: Path, report_b: Path, metric: str) -> None:
         a = load_report(report_a)
         b = load_report(report_b)
         click.echo(compare_text(a, b, metric, str(report_a), str(report_b)))
+
+
+main.add_command(serve)  # ingan-bench serve: its own module (ingan.bench.serve_cli)

@@ -412,6 +412,13 @@ def plot(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path | None
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """A matplotlib figure as a PNG file, written atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+
     out = Path(path)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")

@@ -59,6 +59,9 @@ class ByteSize(click.ParamType):
                    "needs ingan-run --allow-host-code because such plans embed host code).")
 @device_option("Where the PyTorch side of the checks runs: the FP16 arithmetic check in real FP16 on a GPU, "
                "emulated in FP32 on the CPU (never FP16 kernels on a CPU; docs/export.md).")
+@click.option("--triton-repo", type=click.Path(path_type=Path), metavar="DIR",
+              help="Also add the exported models to this Triton Inference Server model repository: "
+                   "DIR/NAME/config.pbtxt + 1/model.onnx, and DIR/NAME_trt for a TensorRT plan (docs/serve.md).")
 @click.option("-q", "--quiet", is_flag=True, help="Errors and the final summary only.")
 def main(checkpoint: Path, out: Path | None, engine: bool | None, quiet: bool, **opt: Any) -> None:
     """Export CHECKPOINT (a ckpt.pt from ingan-train) to ONNX, validate it, and build TensorRT engines.
@@ -117,5 +120,13 @@ def main(checkpoint: Path, out: Path | None, engine: bool | None, quiet: bool, *
                 click.echo(f"  {report.lint}")
     if result.engine_note:
         click.echo(f"note: {result.engine_note}", err=True)
+    if opt["triton_repo"] is not None:
+        from ingan.export.triton_repo import write_triton_repo
+
+        with user_errors():
+            for model in write_triton_repo(opt["triton_repo"], result.artifacts):
+                click.echo(f"wrote Triton model {model.config.parent} ({model.platform})")
+                for note in model.notes:
+                    click.echo(f"note: {note}", err=True)
     click.echo(f"PASSED in {time.monotonic() - started:.1f}s")
     sys.exit(0)

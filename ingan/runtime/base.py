@@ -129,6 +129,8 @@ class Runner(abc.ABC):
                     else "export with --image-input for that")
             raise ConfigError(f"this model has its training image baked in; it takes no image ({hint})")
         with self._lock:
+            if self._closed:  # closed by another thread (a server evicting it) since the check above
+                raise InganError("this runner is closed; load the model again")
             started = time.perf_counter()
             out = self._retarget(hw, h_matrix, pixels)
             self.last_timing = Timing(time.perf_counter() - started)

@@ -75,7 +75,7 @@ class WarpParam(click.ParamType):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EPILOG,
 )
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("model")
 @size_options(SIZE_HELP)
 @click.option("--scale", "scales", type=ScaleParam(), multiple=True, metavar="SYxSX", help=SCALE_HELP)
 @click.option("-o", "--out", type=click.Path(path_type=Path),
@@ -119,8 +119,8 @@ class WarpParam(click.ParamType):
               help="Run each --size/--scale N times and print the min and median latency (the image "
                    "written is the last run's).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-output lines and no progress bar; errors and notices only.")
-def main(model: Path, **opt: Any) -> None:
-    """Retarget with MODEL (.plan, .onnx or ckpt.pt) and write the images.
+def main(model: str, **opt: Any) -> None:
+    """Retarget with MODEL (.plan, .onnx, ckpt.pt, or an ingan-serve URL http://HOST:PORT/ID); write the images.
 
     One model serves every output size in its range; for each request a line gives the
     size, the latency (measured around the model call) and the file written. With no
@@ -136,6 +136,7 @@ def main(model: Path, **opt: Any) -> None:
       ingan-run model.plan --size 1280x720 --repeat 50 -o bench.png   # latency min/median
       ingan-run runs/photo/ckpt.pt --size 640x360                     # PyTorch reference
       ingan-run warp.onnx --warp -0.5,0.5 --size 256x256 -o warped.png
+      ingan-run http://127.0.0.1:8000/beach --size 640x360 -o wide.png   # served by ingan-serve
     """
     setup_logging(opt["quiet"])
     ctx = click.get_current_context()
@@ -144,9 +145,15 @@ def main(model: Path, **opt: Any) -> None:
     if given and opt["sweep"] is None:
         verb = "apply" if len(given) > 1 else "applies"
         raise click.UsageError(f"{' and '.join(given)} only {verb} to an animation; add --sweep FILE")
-    sizes = collect_sizes(opt.pop("sizes"), opt.pop("old_sizes"))
+    opt["sizes"] = tuple(collect_sizes(opt.pop("sizes"), opt.pop("old_sizes")))
+    if model.lower().startswith(("http://", "https://")):
+        from ingan.serve.remote import run_from_cli
+
+        with user_errors():
+            run_from_cli(ctx, model, opt)
+        return
     with user_errors():
-        _run(model, RunOptions(sizes=tuple(sizes), **opt))
+        _run(Path(model), RunOptions(**opt))
 
 
 @dataclass(frozen=True)
@@ -236,7 +243,7 @@ def _run(model: Path, options: RunOptions) -> None:
         requests = list(dict.fromkeys(requests))  # a size asked for twice is made once
 
         count = len(requests) + int(collage)
-        target_file, folder = _plan_output(out, count)
+        target_file, folder = plan_output(out, count)
 
         # Everything is computed before anything is written: a request that fails at run time
         # (say, out of memory at a large size) leaves no partial results and no empty folder.
@@ -290,7 +297,7 @@ def _run(model: Path, options: RunOptions) -> None:
                     click.echo(f"{line}  -> {path}")
 
 
-def _plan_output(out: Path | None, count: int) -> tuple[Path | None, Path | None]:
+def plan_output(out: Path | None, count: int) -> tuple[Path | None, Path | None]:
     """(file, None) when the single image goes to a file, else (None, folder)."""
     from ingan.imageio import SUPPORTED_SAVE_SUFFIXES
 
