@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ingan.bench import cost as cost_mod
+from ingan.runtime import registry
+from ingan.runtime.registry import BenchVariant
 from ingan.errors import ConfigError, InganError
 from ingan.extras import install_hint
 from ingan.fsutil import MODEL_FILES, existing_file
@@ -20,37 +22,22 @@ from ingan.metadata import ModelMetadata
 from ingan.sizes import format_size
 
 # --------------------------------------------------------------------------- backends
+# The bench's backends are the variants the runtime's backends declare (ingan/runtime/registry.py):
+# a new backend file shows up here, timed through the Runner contract, without editing this module.
 
 
-@dataclass(frozen=True)
-class BackendInfo:
-    name: str
-    kind: str  # the model kind it runs: onnx | tensorrt | pytorch
-    runtime: str  # tensorrt | onnxruntime | pytorch
-    device: str  # cuda | cpu | auto (PyTorch fp32 runs on CUDA when there is one, else on the CPU)
-    graphs: bool  # whether CUDA graphs are a dimension for it
-    description: str
+def bench_backends() -> dict[str, tuple[Any, BenchVariant]]:
+    """ingan-bench backend name -> (runner class, variant)."""
+    return registry.bench_variants()
 
 
-BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
-    BackendInfo("tensorrt", "tensorrt", "tensorrt", "cuda", True,
-                "TensorRT plan (precision as built), CUDA events on its stream"),
-    BackendInfo("ort-tensorrt", "onnx", "onnxruntime", "cuda", False,
-                "ONNX Runtime, TensorRT execution provider (wall-clock)"),
-    BackendInfo("ort-cuda", "onnx", "onnxruntime", "cuda", False,
-                "ONNX Runtime, CUDA execution provider (wall-clock)"),
-    BackendInfo("ort-cpu", "onnx", "onnxruntime", "cpu", False,
-                "ONNX Runtime, CPU execution provider (wall-clock)"),
-    BackendInfo("torch-fp32", "pytorch", "pytorch", "auto", True,
-                "PyTorch eager FP32 through the runner (CUDA events on a GPU, wall-clock on the CPU)"),
-    BackendInfo("torch-fp16", "pytorch", "pytorch", "cuda", True,
-                "PyTorch FP16 weights and activations, channels-last (CUDA only)"),
-    BackendInfo("torch-bf16", "pytorch", "pytorch", "cuda", True,
-                "PyTorch BF16 weights and activations, channels-last (CUDA only)"),
-)}
-ORT_PROVIDERS = {"ort-tensorrt": "TensorrtExecutionProvider", "ort-cuda": "CUDAExecutionProvider",
-                 "ort-cpu": "CPUExecutionProvider"}
-KIND_BY_SUFFIX = {".plan": "tensorrt", ".engine": "tensorrt", ".onnx": "onnx", ".pt": "pytorch", ".pth": "pytorch"}
+def variant(name: str) -> BenchVariant:
+    return bench_backends()[name][1]
+
+
+def runner_of(name: str) -> str:
+    """The runtime backend (registry name) a bench backend runs on."""
+    return bench_backends()[name][0].backend
 
 
 def parse_backends(text: str | Sequence[str] | None) -> list[str] | None:
@@ -61,9 +48,10 @@ def parse_backends(text: str | Sequence[str] | None) -> list[str] | None:
     items = [t for t in items if t]
     if not items or items == ["all"]:
         return None
-    unknown = [t for t in items if t not in BACKENDS]
+    table = bench_backends()
+    unknown = [t for t in items if t not in table]
     if unknown:
-        raise ConfigError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)} (or all)")
+        raise ConfigError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(table)} (or all)")
     return list(dict.fromkeys(items))
 
 
@@ -76,10 +64,11 @@ class ModelInfo:
 
     path: Path
     label: str
-    kind: str
+    kind: str  # the metadata kind: onnx | tensorrt | pytorch | another backend's
     metadata: ModelMetadata
     config: Any = None  # GeneratorConfig or None
     entry_executed: bool = True
+    runner: str = ""  # the runtime backend that opens it (registry name)
 
     def to_dict(self) -> dict[str, Any]:
         meta = self.metadata
@@ -106,28 +95,22 @@ def inspect_model(path: str | Path) -> ModelInfo:
     it does not load the model into a runtime, so cold starts stay cold.
     """
     p = existing_file(path, "model", MODEL_FILES)
-    kind = KIND_BY_SUFFIX.get(p.suffix.lower())
-    if kind is None:
-        raise ConfigError(f"cannot tell the model type of '{p.name}' from its suffix; use .plan/.engine (TensorRT), "
-                          ".onnx (ONNX Runtime) or .pt (PyTorch checkpoint)")
+    cls = registry.runner_class(registry.backend_for(p))
     try:
         with open(p, "rb") as fh:
             fh.read(1)
     except OSError as exc:
         raise InganError(f"cannot read model '{p}': {exc.strerror or exc}") from None
+    meta = cls.describe(p)  # a sidecar, or the file itself (checkpoints need torch: a clear error otherwise)
+    kind = meta.kind
     if kind == "pytorch":
-        from ingan.runtime.backends.torch_ref import checkpoint_metadata  # needs torch; clear error otherwise
         from ingan.model.checkpoint import load_checkpoint
 
-        ckpt = load_checkpoint(p)
-        return ModelInfo(p, p.name, kind, checkpoint_metadata(ckpt), ckpt.generator_config, True)
-    from ingan.runtime.sidecar import read_sidecar
-
-    meta = read_sidecar(p, expected_kind=kind)
+        return ModelInfo(p, p.name, kind, meta, load_checkpoint(p).generator_config, True, cls.backend)
     sibling = (meta.tensorrt or {}).get("onnx") if kind == "tensorrt" else None
     found = cost_mod.model_config_for(p, kind, sibling)
     config, entry = found if found else (None, True)
-    return ModelInfo(p, p.name, kind, meta, config, entry)
+    return ModelInfo(p, p.name, kind, meta, config, entry, cls.backend)
 
 
 def label_models(models: list[ModelInfo]) -> None:
@@ -150,7 +133,7 @@ def importable(name: str) -> bool:
 
 @dataclass
 class Availability:
-    """What this machine can run; each probe is cached (some import big packages)."""
+    """What this machine can run; each backend's answer is cached (some import big packages)."""
 
     device: str = "auto"  # auto | cpu | cuda
     _cache: dict[str, Any] = field(default_factory=dict)
@@ -159,22 +142,6 @@ class Availability:
         if key not in self._cache:
             self._cache[key] = fn()
         return self._cache[key]
-
-    def ort_providers(self) -> list[str]:
-        def read() -> list[str]:
-            if not importable("onnxruntime"):
-                return []
-            import onnxruntime
-
-            return list(onnxruntime.get_available_providers())
-        return self._memo("ort", read)
-
-    def cuda_python_gpu(self) -> tuple[bool, str]:
-        def read() -> tuple[bool, str]:
-            from ingan.runtime.trt_engine import cuda_device_status
-
-            return cuda_device_status()
-        return self._memo("cudart", read)
 
     def torch_cuda(self) -> bool:
         def read() -> bool:
@@ -185,49 +152,30 @@ class Availability:
             return bool(torch.cuda.is_available())
         return self._memo("torch_cuda", read)
 
-    def tensorrt(self) -> tuple[bool, str]:
-        if not (importable("tensorrt") or importable("tensorrt_lean")):
-            return False, (f"neither 'tensorrt' nor 'tensorrt_lean' is installed ({install_hint('tensorrt')}, or "
-                           f"{install_hint('tensorrt_lean')} for --version-compatible plans)")
-        return self.cuda_python_gpu()
-
     def why_not(self, backend: str, model: ModelInfo) -> str | None:
         """None if `backend` can run `model` here, else the reason (for a skipped cell)."""
-        info = BACKENDS[backend]
-        if info.kind != model.kind:
-            return f"{backend} runs {info.kind} models, not {model.kind}"
+        cls, info = bench_backends()[backend]
+        if cls.backend != model.runner:
+            return f"{backend} runs {cls.backend} models ({'/'.join(cls.suffixes)}), not {model.path.suffix}"
         if self.device == "cpu" and info.device == "cuda":
             return f"{backend} needs CUDA (--device cpu)"
-        if backend in ORT_PROVIDERS:
-            available = self.ort_providers()
-            if not available:
-                return f"onnxruntime is not installed ({install_hint('onnxruntime')}; on a GPU {install_hint('cuda.bindings')})"
-            if ORT_PROVIDERS[backend] not in available:
-                return f"this onnxruntime has no {ORT_PROVIDERS[backend]} (available: {', '.join(available)})"
-            if backend == "ort-cpu" and self.device == "cuda":
-                return "ort-cpu runs on the CPU (--device cuda)"
-            return None
-        if backend == "tensorrt":
-            ok, why = self.tensorrt()
-            return None if ok else why
-        # PyTorch
-        if info.device == "cuda" or self.device == "cuda":
-            if not self.torch_cuda():
-                why = f"{backend} needs a CUDA GPU and a CUDA build of torch"
-                if precision_of(backend) != "fp32":
-                    why += ("; half precision never runs on a CPU (~100x slower than FP32 without FP16/BF16 "
-                            "matrix units; docs/export.md)")
-                return why
-        return None
+        if self.device == "cuda" and info.device == "cpu":
+            return f"{backend} runs on the CPU (--device cuda)"
+        return self._memo(f"why:{backend}", lambda: cls.why_unavailable(
+            BenchVariant(info.name, "cuda", info.description, info.graphs, info.provider, info.precision, info.probe)
+            if self.device == "cuda" and info.device == "auto" else info))
 
-    def torch_fp32_device(self) -> str:
+    def device_of(self, info: BenchVariant) -> str:
+        """Where a variant runs here: its own device, or for `auto` CUDA when torch sees one."""
+        if info.device != "auto":
+            return info.device
         if self.device in ("cpu", "cuda"):
             return self.device
         return "cuda" if self.torch_cuda() else "cpu"
 
 
 def default_backends(model: ModelInfo) -> list[str]:
-    return [name for name, info in BACKENDS.items() if info.kind == model.kind]
+    return [name for name, (cls, _) in bench_backends().items() if cls.backend == model.runner]
 
 
 # --------------------------------------------------------------------------- cells
@@ -242,10 +190,6 @@ class CellSpec:
     device: str  # cuda | cpu
     outside_range: bool = False  # a PyTorch-on-CUDA size beyond the checkpoint's trained range (any_size)
     threads: int = 0  # CPU threads per request (ONNX Runtime / PyTorch on the CPU); 0: the library's default
-
-
-def precision_of(backend: str) -> str:
-    return {"torch-fp16": "fp16", "torch-bf16": "bf16"}.get(backend, "fp32")
 
 
 def cell_key(model: str, backend: str, precision: str, graphs: bool, size: tuple[int, int]) -> str:
@@ -267,11 +211,11 @@ def plan_cells(models: list[ModelInfo], sizes: list[tuple[int, int]], backends: 
     for model in models:
         names = backends if backends is not None else default_backends(model)
         for backend in names:
-            info = BACKENDS[backend]
-            if info.kind != model.kind:
+            cls, info = bench_backends()[backend]
+            if cls.backend != model.runner:
                 continue  # --backends lists backends for every model kind; this one is not for this file
             reason = avail.why_not(backend, model)
-            device = "cuda" if info.device == "cuda" else ("cpu" if info.device == "cpu" else avail.torch_fp32_device())
+            device = avail.device_of(info)
             if reason is not None:
                 if backends is not None or info.device != "cuda" or avail.device == "cuda":
                     # asked for (by name or --device cuda), or a CPU backend that should have worked: say why not
@@ -299,7 +243,8 @@ def plan_cells(models: list[ModelInfo], sizes: list[tuple[int, int]], backends: 
 
 
 def _precision(model: ModelInfo, backend: str) -> str:
-    return model.metadata.precision if BACKENDS[backend].kind != "pytorch" else precision_of(backend)
+    """A variant's fixed precision (PyTorch fp16/bf16), else the model file's own."""
+    return variant(backend).precision or model.metadata.precision
 
 
 def base_record(model: ModelInfo, backend: str, size: tuple[int, int], graphs: bool, device: str) -> dict[str, Any]:
@@ -309,7 +254,7 @@ def base_record(model: ModelInfo, backend: str, size: tuple[int, int], graphs: b
         "key": cell_key(model.label, backend, _precision(model, backend), graphs, size),
         "model": model.label,
         "backend": backend,
-        "runtime": BACKENDS[backend].runtime,
+        "runtime": runner_of(backend),
         "precision": _precision(model, backend),
         "cuda_graphs": graphs,
         "device_kind": device,

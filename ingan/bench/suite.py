@@ -16,9 +16,8 @@ from ingan.bench import env as env_mod
 from ingan.bench import report as report_mod
 from ingan.bench import timing
 from ingan.bench.models import (
-    BACKENDS,
-    KIND_BY_SUFFIX,
     Availability,
+    bench_backends,
     inspect_model,
     label_models,
     parse_backends,
@@ -64,11 +63,12 @@ def run_benchmark(model_paths: Sequence[str | Path], options: BenchOptions,
         unique.setdefault(Path(path).resolve(), path)
     models = [inspect_model(p) for p in unique.values()]
     label_models(models)
+    table = bench_backends()
     for backend in backends or []:
-        kind = BACKENDS[backend].kind
-        if not any(m.kind == kind for m in models):
-            suffixes = "/".join(s for s, k in KIND_BY_SUFFIX.items() if k == kind)
-            raise ConfigError(f"--backends {backend} runs {kind} models ({suffixes}) and none was given; "
+        cls = table[backend][0]
+        if not any(m.runner == cls.backend for m in models):
+            suffixes = "/".join(cls.suffixes)
+            raise ConfigError(f"--backends {backend} runs {cls.backend} models ({suffixes}) and none was given; "
                               f"add such a model or drop {backend}")
     avail = Availability(device=options.device)
     sizes = list(dict.fromkeys((int(h), int(w)) for h, w in options.sizes))
@@ -76,7 +76,7 @@ def run_benchmark(model_paths: Sequence[str | Path], options: BenchOptions,
     cells, skipped = plan_cells(models, sizes, backends, options.cuda_graphs, avail, options.any_size,
                                 options.threads)
     if options.device == "cuda" and not any(c.device == "cuda" for c in cells):
-        reasons = list(dict.fromkeys(s["reason"] for s in skipped if BACKENDS[s["backend"]].device == "cuda"))
+        reasons = list(dict.fromkeys(s["reason"] for s in skipped if table[s["backend"]][1].device != "cpu"))
         raise ConfigError("--device cuda: no CUDA backend can run these models here ("
                           + ("; ".join(reasons) if reasons else "no CUDA GPU or GPU runtime found") + ")")
     any_cuda = any(c.device == "cuda" for c in cells)

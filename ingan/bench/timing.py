@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 
 from ingan.bench import cost as cost_mod
 from ingan.bench.memory import host_peak_mib, reset_host_peak
-from ingan.bench.models import BACKENDS, CellSpec, base_record, skip_record
+from ingan.bench.models import CellSpec, base_record, skip_record
 from ingan.bench.probes import open_probe
 from ingan.bench.probes.base import CaptureError, close_quietly
 from ingan.bench.stats import summarize
@@ -181,8 +181,7 @@ def run_cell(spec: CellSpec, settings: Settings, *, deadline: float | None = Non
     notes = list(probe.notes)
     if model.config is not None:
         entry = model.entry_executed
-        runtime = BACKENDS[spec.backend].runtime
-        if entry and runtime in ("onnxruntime", "tensorrt") and not model.metadata.image_input:
+        if entry and model.kind != "pytorch" and not model.metadata.image_input:
             # The entry conv of a baked-image graph has only constant inputs: ONNX Runtime folds it when
             # it creates the session, the TensorRT builder when it builds (docs/export.md; measured for
             # ONNX Runtime in shared/notes/generator-cost.md section 2).

@@ -7,7 +7,7 @@ size. The contract is in docs/onnx-contract.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -16,7 +16,7 @@ from torch import nn
 
 from ingan.errors import ConfigError
 from ingan.model.generator import Generator
-from ingan.model.layers import baked_state_dict
+from ingan.model.deploy import baked_generator
 from ingan.model.precision import HalfEmulation, round_parameters_, round_through
 from ingan.model.warp import homography_grid
 
@@ -78,10 +78,7 @@ def deployable_generator(generator: Generator, precision: str = "fp32", emulate_
     With `emulate_fp16` an FP16 generator keeps FP32 convolutions whose weights are rounded
     to FP16 values: run it under `HalfEmulation` for FP16 numerics at FP32 speed on a CPU.
     """
-    g = Generator(replace(generator.config, spectral_norm=False))
-    g.load_state_dict(baked_state_dict(generator))
-    g = g.float().eval()
-    g.set_colour_calibration(generator.colour_calibration)  # not in the state dict
+    g = baked_generator(generator)
     # The entry block stays FP32: it runs on the baked image and is constant-folded.
     _swap_norms(g.entry, fp32_norm=False)
     for part in (g.down, g.bottleneck, g.up, g.final):

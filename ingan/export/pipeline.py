@@ -33,6 +33,7 @@ from ingan.fsutil import atomic_path, ensure_output_dir, is_plain_stem
 from ingan.metadata import ModelMetadata, TensorSpec, sha256_of, sidecar_path, size_range_property
 from ingan.model.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from ingan.model.generator import Generator
+from ingan.model.tensors import image_to_tensor, to_uint8
 from ingan.model.sizes import default_size_range
 from ingan.model.warp import top_shift_homography
 
@@ -112,8 +113,7 @@ def size_range(ckpt: Checkpoint, options: ExportOptions) -> SizeRange:
 
 def image_tensor(ckpt: Checkpoint) -> torch.Tensor:
     """The training image as [1, 3, H, W] in [-1, 1] (the generator's input)."""
-    pixels = torch.from_numpy(np.ascontiguousarray(ckpt.image))
-    return pixels.permute(2, 0, 1).unsqueeze(0).float().div(127.5).sub(1.0)
+    return image_to_tensor(ckpt.image)
 
 
 def torch_reference(
@@ -122,10 +122,10 @@ def torch_reference(
     """The PyTorch generator's answer, converted exactly as the graph converts its output."""
     h = None if homography is None else torch.from_numpy(homography)
     with torch.no_grad():
-        y = (generator(image, size, h).float() + 1.0) * 0.5
+        y = generator(image, size, h)
     if output == "float":
-        return y.numpy()
-    return (y * 255.0).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return ((y.float() + 1.0) * 0.5).numpy()
+    return to_uint8(y).numpy()
 
 
 def graph_feed(spec: ExportSpec, ckpt: Checkpoint, size: tuple[int, int]) -> dict[str, np.ndarray]:

@@ -242,9 +242,11 @@ def evaluate(
     own = not isinstance(model, Runner)
     runner: Runner
     if own:
-        from ingan.runtime import backend_for
+        from ingan.runtime import registry
 
-        model_device = None if backend_for(model) == "tensorrt" else str(metric_device)  # type: ignore[arg-type]
+        cls = registry.runner_class(registry.backend_for(model))  # type: ignore[arg-type]
+        # A GPU-only backend (a TensorRT plan) picks its own GPU; the others run where the metrics do.
+        model_device = None if "cpu" not in cls.devices else str(metric_device)
         runner = load(model, device=model_device)  # type: ignore[arg-type]
     else:
         runner = model  # type: ignore[assignment]

@@ -17,12 +17,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ingan.errors import ConfigError, InganError
 from ingan.metadata import ModelMetadata
+from ingan.runtime.registry import BenchVariant, LoadOptions, register
 from ingan.sizes import format_size
 
 
@@ -34,9 +35,58 @@ class Timing:
 
 
 class Runner(abc.ABC):
-    """Base class: load in __init__, retarget(size[, homography]) -> (H, W, 3) uint8, close()."""
+    """Base class: open(path, options), retarget(size[, homography]) -> (H, W, 3) uint8, close().
 
-    backend: str = "?"
+    A backend is one subclass in one file that *declares* what it is (the class attributes
+    below); defining it registers it (ingan/runtime/registry.py), and `load()`, `ingan-run
+    --backend`, the bench and the quality code derive everything from the declarations.
+    """
+
+    # ---- declarations (a subclass that sets `backend` is a backend)
+    backend: ClassVar[str] = ""  # its name: --backend NAME, load(backend=NAME)
+    aliases: ClassVar[tuple[str, ...]] = ()  # other accepted names
+    suffixes: ClassVar[tuple[str, ...]] = ()  # model files it opens, chosen by suffix
+    model_kind: ClassVar[str] = ""  # the sidecar `kind` it reads ("" = it reads its file itself)
+    extra: ClassVar[str] = ""  # the pip extra that installs it (ingan/extras.py)
+    packages: ClassVar[tuple[str, ...]] = ()  # the heavy modules it imports when opening a model
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)  # cpu and/or cuda
+    takes: ClassVar[frozenset[str]] = frozenset()  # LoadOptions it accepts beyond device
+    bench_variants: ClassVar[tuple[BenchVariant, ...]] = ()  # default: one wall-clock variant
+    rank: ClassVar[int] = 100  # order in tables and choices (lower first)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("backend"):
+            register(cls)
+
+    @classmethod
+    def describe(cls, path: Path) -> ModelMetadata:
+        """The model's metadata without loading it into a runtime: its sidecar, checked against
+        the file. Backends whose files describe themselves (checkpoints) override this."""
+        from ingan.runtime.sidecar import read_sidecar
+
+        return read_sidecar(path, expected_kind=cls.model_kind)
+
+    @classmethod
+    def open(cls, path: Path, options: LoadOptions) -> "Runner":
+        """Open `path` (already checked to exist): `describe`, then the backend's constructor
+        `cls(path, metadata, options)`, the one signature every backend opens through."""
+        return cls(path, cls.describe(path), options)  # type: ignore[call-arg]
+
+    @classmethod
+    def bench_variant_list(cls) -> tuple[BenchVariant, ...]:
+        """How ingan-bench can time this backend: its declared variants, else one wall-clock
+        cell named after it on its first device."""
+        return cls.bench_variants or (BenchVariant(cls.backend, cls.devices[0], f"{cls.__name__} (wall-clock)"),)
+
+    @classmethod
+    def why_unavailable(cls, variant: BenchVariant) -> str | None:
+        """None when `variant` can run on this machine, else why not (a skipped bench cell).
+        The default: its packages are installed."""
+        from ingan.extras import installed
+
+        missing = [name for name in cls.packages if not installed(name)]
+        return f"{', '.join(missing)} is not installed" if missing else None
 
     def __init__(self, path: str | Path, metadata: ModelMetadata) -> None:
         self.path = Path(path)

@@ -20,6 +20,7 @@ import numpy as np
 from ingan.cli.common import collect_sizes, device_option, notice, setup_logging, size_options, user_errors
 from ingan.errors import ConfigError, OutputPathError
 from ingan.fsutil import MODEL_FILES, existing_file
+from ingan.runtime.registry import BackendNames
 from ingan.sizes import format_size
 
 SIZE_HELP = ("Output size WIDTHxHEIGHT in pixels, e.g. 640x360; repeat the option or give a comma list. Every "
@@ -99,8 +100,9 @@ class WarpParam(click.ParamType):
                    "top. Needs a model exported with ingan-export --warp; applies to every output.")
 @click.option("--image", type=click.Path(path_type=Path), metavar="IMG",
               help="The image to retarget, for models exported with --image-input only.")
-@click.option("--backend", type=click.Choice(["tensorrt", "onnxruntime", "pytorch"], case_sensitive=False),
-              help="[default: from the suffix: .plan/.engine TensorRT, .onnx ONNX Runtime, .pt PyTorch]")
+@click.option("--backend", type=click.Choice(BackendNames(), case_sensitive=False),
+              help="[default: from the file's suffix: .plan/.engine TensorRT, .onnx ONNX Runtime, .pt PyTorch, or "
+                   "another registered backend's]")
 @device_option("Where ONNX Runtime and PyTorch models run (a .plan always runs on its GPU).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="CPU threads per request (ONNX Runtime intra-op threads; PyTorch's, process-wide). 0: the "
@@ -206,8 +208,6 @@ def _run(model: Path, options: RunOptions) -> None:
                                 threads=options.threads)
     with runner:
         meta = runner.metadata
-        if providers and runner.backend != "onnxruntime":
-            raise ConfigError(f"--provider applies to ONNX Runtime (.onnx) models; this is a {runner.backend} model")
         if meta.image_input and pixels is None:
             raise ConfigError(f"'{model.name}' was exported with ingan-export --image-input: pass the image to "
                               "retarget with --image IMG")

@@ -95,9 +95,9 @@ def _load_builtins() -> None:
 
 
 def runners() -> dict[str, type[Runner]]:
-    """Every registered backend by name, built-in ones first."""
+    """Every registered backend by name, in the order of their declared `rank`."""
     _load_builtins()
-    return dict(_RUNNERS)
+    return dict(sorted(_RUNNERS.items(), key=lambda item: (item[1].rank, item[0])))
 
 
 def backend_names() -> list[str]:

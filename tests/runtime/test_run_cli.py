@@ -319,7 +319,7 @@ def test_tensorrt_backend_on_onnx(onnx_model):
 
 
 def test_provider_on_a_checkpoint(tiny_checkpoint):
-    one_line_error(run(tiny_checkpoint, "--provider", "cpu"), "--provider applies to ONNX Runtime")
+    one_line_error(run(tiny_checkpoint, "--provider", "cpu"), "--provider applies to the onnxruntime backend(s), not to pytorch")
 
 
 def test_animation_options_need_sweep(onnx_model, tmp_path):

@@ -221,6 +221,9 @@ def test_provider_and_device_that_contradict_are_refused(tmp_path):
         choose_providers(available, ["cpu"], "cuda", tmp_path)
     with pytest.raises(InganError, match="--device cpu contradicts --provider cuda"):
         choose_providers(available, ["cuda"], "cpu", tmp_path)
-    assert choose_providers(available, ["cuda"], "cuda:0", tmp_path) == available
+    assert choose_providers(available, ["cuda"], "cuda:1", tmp_path) == [("CUDAExecutionProvider", {"device_id": 1}),
+                                                                         "CPUExecutionProvider"]
+    assert choose_providers(available, ["cuda"], "auto", tmp_path) == available
     assert choose_providers(available, ["cpu"], "cpu", tmp_path) == ["CPUExecutionProvider"]
     assert choose_providers(available, ["cpu"], None, tmp_path) == ["CPUExecutionProvider"]
+    assert choose_providers(available, ["cpu"], "auto", tmp_path) == ["CPUExecutionProvider"]

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from ingan.errors import ConfigError, DeviceError, InganError, MissingDependencyError
+from ingan.runtime.registry import LoadOptions
 from ingan.metadata import MetadataError, ModelMetadata, TensorSpec, sha256_of, sidecar_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -752,7 +753,7 @@ def test_runner_with_cuda_graphs(fake, tmp_path):
     trt.warp = True
     plan, _meta = write_model(tmp_path, warp=True)
     meta = read_sidecar(plan, "tensorrt")
-    with TrtRunner(plan, meta, cuda_graphs=2, device="cuda:0") as runner:
+    with TrtRunner(plan, meta, LoadOptions(cuda_graphs=2, device="cuda:0")) as runner:
         for size in [(8, 8), (8, 8), (12, 20), (8, 8)]:
             np.testing.assert_array_equal(runner.retarget(size), expected_output(size, 1.0)[0])  # identity H
         assert runner.session.cuda_graph_counts["launches"] == 2
@@ -766,11 +767,11 @@ def test_runner_checks_run_before_the_plan_is_read(fake, tmp_path):
     trt, cudart = fake
     plan, meta = write_model(tmp_path)
     with pytest.raises(DeviceError, match=r"ingan-run .*model\.onnx"):
-        TrtRunner(plan, meta, device="cpu")
+        TrtRunner(plan, meta, LoadOptions(device="cpu"))
     with pytest.raises(DeviceError, match="cuda:3 does not exist"):
-        TrtRunner(plan, meta, device="cuda:3")
+        TrtRunner(plan, meta, LoadOptions(device="cuda:3"))
     with pytest.raises(ConfigError, match="cuda_graphs"):
-        TrtRunner(plan, meta, cuda_graphs=-2)
+        TrtRunner(plan, meta, LoadOptions(cuda_graphs=-2))
     # another GPU architecture
     _p, other = write_model(tmp_path, info=dict(INFO, gpu="NVIDIA A100-SXM4-80GB", compute_capability="8.0"))
     with pytest.raises(DeviceError, match=r"sm 8\.0\); this GPU is Fake GPU 9000 \(sm 9\.0\)"):
@@ -787,7 +788,7 @@ def test_runner_checks_run_before_the_plan_is_read(fake, tmp_path):
     with pytest.raises(MissingDependencyError, match="--version-compatible"):
         TrtRunner(plan, meta)  # plain plan, lean only
     assert trt.deserialized == 0  # every refusal came before deserialization
-    with TrtRunner(plan, vc, allow_host_code=True) as runner:
+    with TrtRunner(plan, vc, LoadOptions(allow_host_code=True)) as runner:
         assert runner.device == f"cuda:0 ({GPU_NAME}, TensorRT lean 11.4.0)"
         assert trt.host_code_allowed is True and trt.loaded[-1] == "tensorrt_lean"
     # the sidecar must describe the engine that loaded
@@ -872,7 +873,7 @@ def test_gpu_cuda_graphs_equal_plain_runs_and_evict(gpu_plan):
     from ingan.runtime.backends.trt import TrtRunner
 
     plan, meta, _onnx = gpu_plan
-    with TrtRunner(plan, meta) as plain, TrtRunner(plan, meta, cuda_graphs=4) as graphs:
+    with TrtRunner(plan, meta) as plain, TrtRunner(plan, meta, LoadOptions(cuda_graphs=4)) as graphs:
         for size in GPU_SEQUENCE:  # repeated and new sizes; 4 evictions (see the fake twin above)
             np.testing.assert_array_equal(graphs.retarget(size), plain.retarget(size))
         counts = graphs.session.cuda_graph_counts
@@ -890,7 +891,7 @@ def test_gpu_out_of_range_size_is_a_config_error_before_gpu_work(gpu_plan):
     from ingan.runtime.backends.trt import TrtRunner
 
     plan, meta, _onnx = gpu_plan
-    with TrtRunner(plan, meta, cuda_graphs=2) as runner:
+    with TrtRunner(plan, meta, LoadOptions(cuda_graphs=2)) as runner:
         calls = []
         real_run = runner.session.run
         runner.session.run = lambda *a, **k: calls.append(a) or real_run(*a, **k)

@@ -50,10 +50,10 @@ class TorchCudaProbe(Probe):
 
     def _forward(self) -> Any:
         torch = self.torch
+        from ingan.model.tensors import to_uint8
+
         with torch.no_grad():
-            y = self.generator(self.image, self.size)
-            y = ((y.float() + 1.0) * 0.5 * 255.0).round().clamp(0, 255).to(torch.uint8)
-            return y[0].permute(1, 2, 0).contiguous()
+            return to_uint8(self.generator(self.image, self.size))[0].contiguous()
 
     def _capture(self) -> None:
         torch = self.torch
@@ -138,7 +138,10 @@ def open_pytorch(spec: CellSpec, cold: dict[str, Any]) -> Probe:
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     device_name = f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
-    if spec.backend == "torch-fp32":
+    from ingan.bench.models import variant
+
+    precision = variant(spec.backend).precision
+    if precision is None:
         def load_fp32() -> tuple[Any, Any, Any]:
             runner = ingan.runtime.load(spec.model.path, "pytorch", device="cuda")
             return runner, runner.generator, runner.image
@@ -147,15 +150,15 @@ def open_pytorch(spec: CellSpec, cold: dict[str, Any]) -> Probe:
         dtype, channels_last = torch.float32, False
         note = "the runner's generator (spectral norm evaluated each forward, as the reference backend runs)"
     else:
-        dtype = torch.float16 if spec.backend == "torch-fp16" else torch.bfloat16
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
         def load_lowp() -> tuple[Any, Any, Any]:
-            return None, *_lowp_generator(torch, spec.model.path, dtype)
+            return None, *lowp_generator(torch, spec.model.path, dtype)
 
         (runner, generator, image), cold["load_s"] = timed(load_lowp)
         channels_last = True
         note = (f"{str(dtype).replace('torch.', '')} weights and activations, channels-last, spectral norm baked "
-                "into the weights (as exported)")
+                "into the weights and the colour calibration applied (as exported)")
     try:
         probe = TorchCudaProbe(torch, generator, image, spec.size, dtype, channels_last, False, device_name)
     except BaseException:
@@ -175,19 +178,17 @@ def open_pytorch(spec: CellSpec, cold: dict[str, Any]) -> Probe:
     return probe
 
 
-def _lowp_generator(torch: Any, path: Path, dtype: Any) -> tuple[Any, Any]:
-    """The checkpoint's generator with spectral norm baked in, in `dtype`, channels-last, on CUDA."""
-    import dataclasses
-
+def lowp_generator(torch: Any, path: Path, dtype: Any, device: str = "cuda") -> tuple[Any, Any]:
+    """The checkpoint's generator as deployed (spectral norm baked in, colour calibration kept:
+    the exported graph's maths, ingan/model/deploy.py) in `dtype`, channels-last, on `device`;
+    with the training image as its input. Half precision only on CUDA (docs/export.md)."""
     from ingan.model.checkpoint import load_checkpoint
-    from ingan.model.generator import Generator
-    from ingan.model.layers import baked_state_dict
+    from ingan.model.deploy import baked_generator
+    from ingan.model.tensors import image_to_tensor
 
+    if device == "cpu" and dtype in (torch.float16, torch.bfloat16):
+        raise ValueError("half precision never runs on a CPU")
     ckpt = load_checkpoint(path)
-    reference = ckpt.build_generator("cpu")
-    baked = Generator(dataclasses.replace(ckpt.generator_config, spectral_norm=False))
-    baked.load_state_dict(baked_state_dict(reference), strict=True)
-    generator = baked.to("cuda").to(dtype=dtype, memory_format=torch.channels_last).eval()
-    pixels = torch.from_numpy(np.ascontiguousarray(ckpt.image)).to("cuda")
-    image = pixels.permute(2, 0, 1).unsqueeze(0).float().div(127.5).sub(1.0)
-    return generator, image
+    generator = baked_generator(ckpt.build_generator("cpu"))
+    generator = generator.to(device).to(dtype=dtype, memory_format=torch.channels_last).eval()
+    return generator, image_to_tensor(ckpt.image, device)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ingan.bench.memory import device_growth, device_used_bytes
-from ingan.bench.models import ORT_PROVIDERS, CellSpec
+from ingan.bench.models import CellSpec
 from ingan.bench.probes.base import Probe, request_inputs, timed
 from ingan.errors import InganError
 
@@ -45,32 +45,36 @@ class RunnerProbe(Probe):
         self.runner.close()
 
 
-def open_onnxruntime(spec: CellSpec, cold: dict[str, Any]) -> Probe:
-    """Load the ONNX file on the cell's execution provider and serve the first request."""
+def open_runner(spec: CellSpec, cold: dict[str, Any]) -> Probe:
+    """Load the model through `ingan.runtime.load` as the cell's variant asks (an ONNX Runtime
+    provider, say) and serve the first request; the probe times requests with the host clock."""
     import ingan.runtime
+    from ingan.bench.models import bench_backends
 
-    backend, model, size = spec.backend, spec.model, spec.size
+    cls, variant = bench_backends()[spec.backend]
+    model, size = spec.model, spec.size
     baseline = device_used_bytes() if spec.device == "cuda" else None
-    runner, cold["load_s"] = timed(lambda: ingan.runtime.load(model.path, "onnxruntime",
-                                                              providers=[ORT_PROVIDERS[backend]],
-                                                              threads=spec.threads))
+    providers = [variant.provider] if variant.provider else None
+    runner, cold["load_s"] = timed(lambda: ingan.runtime.load(
+        model.path, cls.backend, providers=providers, device=spec.device if cls.devices != ("cuda",) else None,
+        threads=spec.threads if "threads" in cls.takes else 0))
     try:
-        if runner.device != ORT_PROVIDERS[backend]:
-            raise InganError(f"ONNX Runtime could not use {ORT_PROVIDERS[backend]} (it fell back to "
-                             f"{runner.device})")
+        if variant.provider is not None and runner.device != variant.provider:
+            raise InganError(f"{cls.backend} could not use {variant.provider} (it fell back to {runner.device})")
         probe = RunnerProbe(runner, size, gpu=spec.device == "cuda", baseline=baseline)
         _, cold["first_request_s"] = timed(probe.request)
     except BaseException:
         runner.close()
         raise
+    precision = model.metadata.precision
     if spec.device == "cuda":
         probe.timer = "wall-clock"
-        probe.math_mode = "fp16" if model.metadata.precision == "fp16" else "tf32"
-        probe.notes.append("ONNX Runtime on CUDA: wall-clock of the runner call (I/O binding, its own copies "
-                           "inside); no CUDA events: ONNX Runtime does not expose its stream")
-        if model.metadata.precision != "fp16":
+        probe.math_mode = "fp16" if precision == "fp16" else "tf32"
+        probe.notes.append(f"{cls.backend} on CUDA: wall-clock of the runner call (its own copies inside); no CUDA "
+                           "events: the runtime does not expose its stream")
+        if precision != "fp16":
             probe.notes.append("FP32 graph assumed to run with TF32 (ONNX Runtime's CUDA EP and TensorRT "
                                "enable TF32 by default)")
     else:
-        probe.math_mode = model.metadata.precision
+        probe.math_mode = precision
     return probe

@@ -8,11 +8,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ingan.devices import check_device_name, cuda_index
 from ingan.errors import DeviceError, InganError, first_line
 from ingan.extras import install_hint
 from ingan.metadata import MetadataError, ModelMetadata, size_range_from_properties
 from ingan.sizes import format_range
+from ingan.contract import OUTPUT_NAME, graph_feed
 from ingan.runtime.base import Runner, graph_homography, to_hwc_uint8
+from ingan.runtime.registry import BenchVariant, LoadOptions
 from ingan.runtime.ort_session import create_session, import_onnxruntime
 
 log = logging.getLogger(__name__)
@@ -25,7 +28,10 @@ ALIASES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionPro
 
 def choose_providers(available: Sequence[str], requested: Sequence[str] | None, device: str | None,
                      cache_dir: Path) -> list[Any]:
-    """Provider list in priority order, with options (TensorRT EP engine cache)."""
+    """Provider list in priority order, with options (TensorRT EP engine cache, cuda:N's device id)."""
+    if device is not None and check_device_name(device) == "auto":
+        device = None
+    gpu_index = cuda_index(device)
     if requested:
         names = [ALIASES.get(p.lower(), p) for p in requested]
         gpu = [n for n in names if n != "CPUExecutionProvider"]
@@ -51,11 +57,14 @@ def choose_providers(available: Sequence[str], requested: Sequence[str] | None, 
             f"{', '.join(available)}); pick one of those"
         )
     providers: list[Any] = []
+    on_device = {} if gpu_index is None else {"device_id": gpu_index}
     for name in names:
         if name == "TensorrtExecutionProvider":
             cache_dir.mkdir(parents=True, exist_ok=True)
             providers.append((name, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
-                                     "trt_timing_cache_enable": True}))
+                                     "trt_timing_cache_enable": True, **on_device}))
+        elif name == "CUDAExecutionProvider" and on_device:
+            providers.append((name, on_device))
         else:
             providers.append(name)
     if "CPUExecutionProvider" not in names:
@@ -64,15 +73,43 @@ def choose_providers(available: Sequence[str], requested: Sequence[str] | None, 
 
 
 class OrtRunner(Runner):
-    backend = "onnxruntime"
+    """An exported `.onnx` graph in ONNX Runtime, on the CPU or a GPU execution provider."""
 
-    def __init__(self, path: str | Path, metadata: ModelMetadata, providers: Sequence[str] | None = None,
-                 device: str | None = None, threads: int = 0) -> None:
+    backend = "onnxruntime"
+    aliases = ("ort", "onnx")
+    suffixes = (".onnx",)
+    model_kind = "onnx"
+    extra = "onnx"
+    packages = ("onnxruntime",)
+    devices = ("cpu", "cuda")
+    takes = frozenset({"providers", "threads"})
+    rank = 20
+    bench_variants = (
+        BenchVariant("ort-tensorrt", "cuda", "ONNX Runtime, TensorRT execution provider (wall-clock)",
+                     provider="TensorrtExecutionProvider"),
+        BenchVariant("ort-cuda", "cuda", "ONNX Runtime, CUDA execution provider (wall-clock)",
+                     provider="CUDAExecutionProvider"),
+        BenchVariant("ort-cpu", "cpu", "ONNX Runtime, CPU execution provider (wall-clock)",
+                     provider="CPUExecutionProvider"),
+    )
+
+    @classmethod
+    def why_unavailable(cls, variant: BenchVariant) -> str | None:
+        try:
+            ort = import_onnxruntime()
+        except InganError:
+            return f"onnxruntime is not installed ({install_hint('onnxruntime')}; on a GPU {install_hint('cuda.bindings')})"
+        available = ort.get_available_providers()
+        if variant.provider is not None and variant.provider not in available:
+            return f"this onnxruntime has no {variant.provider} (available: {', '.join(available)})"
+        return None
+
+    def __init__(self, path: str | Path, metadata: ModelMetadata, options: LoadOptions = LoadOptions()) -> None:
         super().__init__(path, metadata)
         ort = import_onnxruntime()
-        chosen = choose_providers(ort.get_available_providers(), providers, device,
+        chosen = choose_providers(ort.get_available_providers(), options.providers, options.device,
                                   self.path.parent / f".{self.path.name}.trt-cache")
-        self.session = create_session(self.path, providers=chosen, threads=threads)
+        self.session = create_session(self.path, providers=chosen, threads=options.threads)
         problems = metadata.input_problems(i.name for i in self.session.get_inputs())
         recorded = size_range_from_properties(dict(self.session.get_modelmeta().custom_metadata_map))
         if recorded is not None and recorded != (list(metadata.min_size), list(metadata.max_size)):
@@ -110,14 +147,9 @@ class OrtRunner(Runner):
 
     def _run(self, size: tuple[int, int], homography: np.ndarray | None,
              image: np.ndarray | None) -> np.ndarray:
-        feed = {"size": np.asarray(size, dtype=np.int64)}
-        if image is not None:
-            feed["image"] = image
-        homography = graph_homography(self.metadata, homography)
-        if homography is not None:
-            feed["homography"] = homography
+        feed = graph_feed(size, image, graph_homography(self.metadata, homography))
         if self._binding is None:
-            output = self.session.run(["output"], feed)[0]
+            output = self.session.run([OUTPUT_NAME], feed)[0]
         else:
             # I/O binding: inputs from host memory, the output allocated on the GPU by ORT and
             # copied back once (no per-run host allocation inside ORT).
@@ -126,7 +158,7 @@ class OrtRunner(Runner):
             binding.clear_binding_outputs()
             for name, value in feed.items():
                 binding.bind_cpu_input(name, value)
-            binding.bind_output("output", "cuda")
+            binding.bind_output(OUTPUT_NAME, "cuda")
             self.session.run_with_iobinding(binding)
             output = binding.copy_outputs_to_cpu()[0]
         return to_hwc_uint8(output, self.metadata.output_format)

@@ -29,9 +29,10 @@ import numpy as np
 
 from ingan.errors import ConfigError, DeviceError, InganError
 from ingan.devices import check_device_name, cuda_index
-from ingan.extras import missing
+from ingan.extras import install_hint, missing
 from ingan.metadata import MetadataError, ModelMetadata
 from ingan.runtime.base import Runner, graph_homography, to_hwc_uint8
+from ingan.runtime.registry import BenchVariant, LoadOptions
 from ingan.runtime.trt_engine import (
     EngineLoadError,
     TrtEngineSession,
@@ -270,16 +271,36 @@ def _short_version(version: str) -> str:
 
 
 class TrtRunner(Runner):
-    backend = "tensorrt"
+    """A TensorRT plan (`.plan`/`.engine`) on its NVIDIA GPU."""
 
-    def __init__(self, path: str | Path, metadata: ModelMetadata, allow_host_code: bool = False,
-                 device: str | None = None, cuda_graphs: int = 0) -> None:
+    backend = "tensorrt"
+    aliases = ("trt",)
+    suffixes = (".plan", ".engine")
+    model_kind = "tensorrt"
+    extra = "gpu"
+    packages = ("tensorrt",)
+    devices = ("cuda",)
+    takes = frozenset({"allow_host_code", "cuda_graphs"})
+    rank = 10
+    bench_variants = (BenchVariant("tensorrt", "cuda", "TensorRT plan (precision as built), CUDA events on its stream",
+                                   graphs=True, probe="tensorrt"),)
+
+    @classmethod
+    def why_unavailable(cls, variant: BenchVariant) -> str | None:
+        if not (_module_available(FULL_MODULE) or _module_available(LEAN_MODULE)):
+            return (f"neither 'tensorrt' nor 'tensorrt_lean' is installed ({install_hint('tensorrt')}, or "
+                    f"{install_hint('tensorrt_lean')} for --version-compatible plans)")
+        ok, why = cuda_device_status()
+        return None if ok else why
+
+    def __init__(self, path: str | Path, metadata: ModelMetadata, options: LoadOptions = LoadOptions()) -> None:
         super().__init__(path, metadata)
         self.session: TrtEngineSession | None = None
+        allow_host_code = options.allow_host_code
         info = engine_info(metadata)
         onnx = sibling_onnx(self.path, info)
-        index = parse_device(device, onnx)
-        self.cuda_graphs = check_cuda_graphs(cuda_graphs)
+        index = parse_device(options.device, onnx)
+        self.cuda_graphs = check_cuda_graphs(options.cuda_graphs)
         ok, reason = cuda_device_status()
         check_gpu_present(ok, reason, self.path, onnx)
         self._device_index = _select_device(index)
