@@ -70,9 +70,9 @@ class TorchRunner(Runner):
 
     @classmethod
     def describe(cls, path: Path) -> ModelMetadata:
+        _torch()  # first: a missing torch is one line naming the extra
         from ingan.model.checkpoint import load_checkpoint
 
-        _torch()
         return checkpoint_metadata(load_checkpoint(path))
 
     @classmethod
