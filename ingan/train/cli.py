@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
@@ -264,6 +263,7 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
     from tqdm import tqdm
 
     from ingan.train.monitor import write_monitor
+    from ingan.train.stopping import StepClock, StopControl
     from ingan.train.trainer import run_loop
 
     cfg = trainer.config
@@ -289,23 +289,9 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
             notice(f"this run samples output sizes in steps of {cfg.generator.size_multiple} px (thousands of "
                    "shapes), so CUDA graphs will rarely be reused; start new runs with --size-step 32")
 
-    stop: dict[str, Any] = {"reason": None, "signum": signal.SIGINT}
-    step_done: dict[str, float] = {}  # monotonic times at which this run's first and last steps ended
-    started = time.monotonic()
+    stop = StopControl(options.time_budget, lambda message: tqdm.write(message, file=sys.stderr))
+    clock = StepClock()
     start_iter = trainer.iteration
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        if stop["reason"] == "interrupt":  # second Ctrl-C: stop right now (atomic writes stay safe)
-            raise KeyboardInterrupt
-        stop["reason"], stop["signum"] = "interrupt", signum
-        what = "terminated" if signum == signal.SIGTERM else "interrupt"
-        tqdm.write(f"{what}: saving the checkpoint after this iteration (Ctrl-C again to abort)", file=sys.stderr)
-
-    def should_stop() -> bool:
-        if stop["reason"] is None and options.time_budget is not None:
-            if time.monotonic() - started >= options.time_budget:
-                stop["reason"] = "time budget"
-        return stop["reason"] is not None
 
     sync_every = 1 if trainer.device.type == "cpu" else 25
     bar = tqdm(total=cfg.iters, initial=start_iter, unit="it", dynamic_ncols=True, disable=options.quiet,
@@ -313,8 +299,7 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
 
     def on_step(t: Any) -> None:
         bar.update(1)
-        step_done.setdefault("first", time.monotonic())
-        step_done["last"] = time.monotonic()
+        clock.tick()
         it = t.iteration
         if it % sync_every == 0 or it == cfg.iters:
             losses = t.losses()
@@ -328,29 +313,22 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
             write_monitor(t, out_dir)
 
     # SIGTERM (timeout, docker stop, job schedulers) saves like the first Ctrl-C.
-    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        run_loop(trainer, on_step, should_stop)
+        with stop:
+            run_loop(trainer, on_step, stop.should_stop)
     finally:
         bar.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
     trainer.losses()
     trainer.save(ckpt_path)
     monitor = write_monitor(trainer, out_dir)
     done = trainer.iteration - start_iter
-    elapsed = time.monotonic() - started
-    # The speed leaves out the first step (allocation, kernel selection: seconds) and the final
-    # save, so a short or interrupted run does not report a rate far below the steady one.
-    if done > 1 and step_done["last"] > step_done["first"]:
-        rate = (done - 1) / (step_done["last"] - step_done["first"])
-    else:
-        rate = done / elapsed if elapsed > 0 else 0.0
+    elapsed = time.monotonic() - clock.started
+    rate = clock.rate(done)
     lo, hi = trainer.trained_scale_range()
     remaining = cfg.iters - trainer.iteration
     eta = f"; the remaining {remaining:,} take ~{format_duration(remaining / rate)} at this rate" if rate and remaining else ""
-    status = {None: "finished", "time budget": "stopped at the time budget", "interrupt": "interrupted"}[stop["reason"]]
+    status = stop.status
     click.echo(
         f"{status}: iteration {trainer.iteration:,}/{cfg.iters:,} ({done:,} this run in "
         f"{format_duration(elapsed)}, {rate:.2f} it/s{eta}); trained scales "
@@ -365,6 +343,6 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
             + (f"; {graphs['disabled_reason']}" if graphs["disabled_reason"] else ""),
             err=True,
         )
-    if stop["reason"] is not None and trainer.iteration < cfg.iters:
+    if stop.reason is not None and trainer.iteration < cfg.iters:
         click.echo(f"continue with: ingan-train --resume {shlex.quote(str(ckpt_path))}", err=True)
-    return 128 + int(stop["signum"]) if stop["reason"] == "interrupt" else 0  # 130 Ctrl-C, 143 SIGTERM
+    return stop.exit_code  # 130 Ctrl-C, 143 SIGTERM
