@@ -287,3 +287,35 @@ def test_run_group_saves_monitors_and_stops_on_budget_and_signals(tmp_path, tiny
     group = GroupTrainer.from_images(_two_images(), longer, options)
     report = run_group(group, [tmp_path / "e", tmp_path / "f"], dataclasses.replace(options, time_budget=0.0))
     assert (report.status, report.exit_code, report.iteration) == ("stopped at the time budget", 0, 1)
+
+
+@pytest.mark.cuda
+def test_group_of_one_equals_the_single_image_trainer_on_cuda(image, tiny_config):
+    """The member's CUDA noise generator replays the single run's global CUDA stream."""
+    cuda = RunOptions(device="cuda")
+    config = _config(tiny_config)
+    single = Trainer(image, config, cuda)
+    expected = []
+    for _ in range(STEPS):
+        single.step()
+        expected.append(vars(single.losses()))
+    group = GroupTrainer.from_images([image], config, cuda)
+    for step in range(STEPS):
+        group.step()
+        assert vars(group.losses()[0]) == pytest.approx(expected[step], abs=1e-4, rel=0), step
+
+
+@pytest.mark.cuda
+def test_group_graph_steps_train_like_eager_steps(tiny_config):
+    """Noise off so both runs see identical inputs; size_step 16 makes shapes repeat, so
+    graphs are captured (with the members' noise generators registered) and replayed."""
+    config = tiny_config.with_overrides(noise=0.0, iters=40, size_step=16)
+    images = _two_images() + [synthetic_image(56, 40, 5)]
+    runs = []
+    for graphs in (False, True):
+        group = GroupTrainer.from_images(images, config, RunOptions(device="cuda", cudnn=True, cuda_graphs=graphs))
+        runs.append([torch.stack(group.step()) for _ in range(14)])
+    for e, g in zip(*runs):
+        torch.testing.assert_close(g, e, rtol=1e-3, atol=1e-4)
+    stats = group.graph_stats
+    assert stats["captures"] >= 1 and stats["replays"] >= 1 and stats["disabled_reason"] is None, stats
