@@ -18,7 +18,8 @@ It measures images x iterations per second with ingan.train.speed.measure_traini
   3. the grouped step for G = 1, 4, 16, 32 (--groups) eager (cuDNN on: grouped
      convolutions need it), G = 16 profiled, then G = 4, 16, 32 with CUDA graphs (size
      step 128), and G = 4 with cuDNN off (grouped convolutions then loop over the members).
-Every variant is timed for at most --variant-seconds; a variant that would start after the
+Variants run most informative first, each timed for at most --variant-seconds (x1.5 with
+graphs, whose captures come first); a variant that would start too close to the
 --total-seconds cap is skipped (and reported), a failing one records its error and the
 run goes on. Writes OUT_DIR/gpu_train_speed.json and OUT_DIR/gpu_train_speed.md.
 
@@ -57,14 +58,18 @@ class Variant:
 
 
 def variants(groups: list[int]) -> list[Variant]:
-    """What to time, in order (the most informative first, in case the time cap bites)."""
+    """What to time, most informative first (in case the time cap bites)."""
     profiled = max((g for g in groups if g <= 16), default=groups[0])
-    rows = [Variant("single eager", 0, count_ops=True),
-            Variant("single graphs, size step 32", 0, cuda_graphs=True, size_step=32, needs_cuda=True),
-            Variant("single graphs, size step 128", 0, cuda_graphs=True, size_step=128, needs_cuda=True)]
-    rows += [Variant(f"group {g} eager", g, count_ops=g == profiled) for g in groups]
+    graphs = [g for g in groups if g > 1]
+    rows = [Variant("single eager", 0, count_ops=True)]
+    rows += [Variant(f"group {g} eager", g, count_ops=g == profiled) for g in groups if g <= profiled]
     rows += [Variant(f"group {g} graphs, size step 128", g, cuda_graphs=True, size_step=128, needs_cuda=True)
-             for g in groups if g > 1]
+             for g in graphs if g == profiled]
+    rows += [Variant("single graphs, size step 128", 0, cuda_graphs=True, size_step=128, needs_cuda=True)]
+    rows += [Variant(f"group {g} eager", g) for g in groups if g > profiled]
+    rows += [Variant("single graphs, size step 32", 0, cuda_graphs=True, size_step=32, needs_cuda=True)]
+    rows += [Variant(f"group {g} graphs, size step 128", g, cuda_graphs=True, size_step=128, needs_cuda=True)
+             for g in graphs if g != profiled]
     if len(groups) > 1:
         rows.append(Variant(f"group {groups[1]} eager, cuDNN off", groups[1], cudnn=False, needs_cuda=True))
     return rows
@@ -153,10 +158,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="tiny dry run: quick preset, crop 32, one step each, groups 1,2")
     parser.add_argument("--groups", help="group sizes, comma-separated (default 1,4,16,32; 1,2 with --quick)")
-    parser.add_argument("--total-seconds", type=float, default=390.0, help="start no variant after this (default 390)")
+    parser.add_argument("--total-seconds", type=float, default=360.0,
+                        help="wall-clock cap: no variant starts when less than its reserve is left (default 360)")
     parser.add_argument("--variant-seconds", type=float, default=20.0, help="timed seconds per variant at most")
     parser.add_argument("--reserve-seconds", type=float, default=25.0,
-                        help="a variant starts only with this much of --total-seconds left")
+                        help="a variant of G images starts only with this x (1 + G/16) of the cap left")
     parser.add_argument("--steps", type=int, default=40, help="timed steps per variant at most")
     parser.add_argument("--skip-checks", action="store_true")
     args = parser.parse_args()
@@ -185,23 +191,26 @@ def main() -> int:
     for variant in variants(groups):
         row: dict[str, Any] = {"name": variant.name, "variant": asdict(variant)}
         left = args.total_seconds - (time.monotonic() - started)
+        # Building and warming up G members takes time outside the timed steps.
+        reserve = args.reserve_seconds * (1 + variant.group / 16)
+        timed = args.variant_seconds * (1.5 if variant.cuda_graphs else 1.0)  # captures come first
         if variant.needs_cuda and not cuda:
             row["status"] = "skipped: needs CUDA"
-        elif left < args.reserve_seconds:
+        elif left < reserve:
             row["status"] = f"skipped: only {left:.0f} s of the {args.total_seconds:.0f} s cap left"
         else:
             options = replace(base, group=variant.group, cuda_graphs=variant.cuda_graphs,
                               size_step=variant.size_step, cudnn=variant.cudnn, count_ops=variant.count_ops,
                               # CudaGraphSteps runs 3 eager steps before its first capture
                               warmup_steps=max(base.warmup_steps, 4) if variant.cuda_graphs else base.warmup_steps,
-                              max_seconds=min(args.variant_seconds, max(left - args.reserve_seconds, 5.0)))
+                              max_seconds=min(timed, max(left - reserve, 5.0)))
             variant_started = time.monotonic()
             report = measure_training_speed(options)
             reports[variant.name] = report
             row["status"] = "error" if report.error else "ok"
             row["report"] = report.to_dict()
             row["seconds"] = round(time.monotonic() - variant_started, 1)
-        log(f"{variant.name}: {json.dumps({k: v for k, v in row.get('report', {}).items() if k != 'options'})} "
+        log(f"{variant.name} (at {time.monotonic() - started:.0f} s): {json.dumps({k: v for k, v in row.get('report', {}).items() if k != 'options'})} "
             f"[{row['status']}]")
         result["variants"].append(row)
 
