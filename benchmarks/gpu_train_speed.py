@@ -85,12 +85,31 @@ def _tiny_config(**changes: Any) -> Any:
                        discriminator=DiscriminatorConfig(base_channels=4)).with_overrides(**changes)
 
 
-def _max_loss_gap(a: list[list[float]], b: list[list[float]]) -> float:
-    return max(abs(x - y) for row_a, row_b in zip(a, b) for x, y in zip(row_a, row_b))
+def _step_gaps(a: list[list[float]], b: list[list[float]]) -> list[float]:
+    """Largest loss difference of each step."""
+    return [max(abs(x - y) for x, y in zip(row_a, row_b)) for row_a, row_b in zip(a, b)]
+
+
+def _losses(trainer: Any, steps: int) -> list[list[float]]:
+    rows = []
+    for _ in range(steps):
+        trainer.step()
+        got = trainer.losses()
+        rows.append([v for m in (got if isinstance(got, list) else [got]) for v in vars(m).values()])
+    return rows
+
+
+# Two runs of one model part slowly even on the same device: CUDA's atomics (bilinear
+# upsampling's backward) make eager steps non-deterministic, and training amplifies any
+# difference about tenfold per step after a few steps (measured on CPU, tests/train/
+# test_group.py). So runs are compared over their first steps, against the run-to-run gap
+# of two eager runs.
+EARLY_STEPS = 6
 
 
 def check_graphs_vs_eager(device: str, group: int) -> dict[str, Any]:
-    """Noise off, so both runs see the same inputs; 14 steps: captures and replays."""
+    """Noise off, so every run sees the same inputs; 3 eager warm-up steps, then captures
+    and replays (size step 16 on a 32 crop: few shapes)."""
     from ingan.train.config import RunOptions
     from ingan.train.group import GroupTrainer
     from ingan.train.speed import synthetic_images
@@ -98,25 +117,26 @@ def check_graphs_vs_eager(device: str, group: int) -> dict[str, Any]:
 
     config = _tiny_config(noise=0.0)
     images = synthetic_images(max(group, 1), config.crop_size)
-    runs = []
-    for graphs in (False, True):
+    runs, stats = [], None
+    for graphs in (False, False, True):
         options = RunOptions(device=device, cuda_graphs=graphs, cudnn=group > 0, quiet=True)
         trainer = (Trainer(images[0], config, options) if group == 0
                    else GroupTrainer.from_images(images, config, options))
-        losses = []
-        for _ in range(14):
-            trainer.step()
-            got = trainer.losses()
-            losses.append([v for m in (got if isinstance(got, list) else [got]) for v in vars(m).values()])
-        runs.append((losses, trainer.graph_stats))
-    gap = _max_loss_gap(runs[0][0], runs[1][0])
-    stats = runs[1][1]
-    ok = gap <= 1e-3 and stats["replays"] >= 1 and stats["disabled_reason"] is None
-    return {"ok": ok, "max_loss_gap": gap, "graph_stats": stats, "tolerance": 1e-3}
+        runs.append(_losses(trainer, 14))
+        stats = trainer.graph_stats
+    floor = _step_gaps(runs[0], runs[1])
+    gaps = _step_gaps(runs[0], runs[2])
+    tolerance = 1e-4 + 10 * max(floor[:EARLY_STEPS])
+    ok = max(gaps[:EARLY_STEPS]) <= tolerance and stats["replays"] >= 1 and stats["disabled_reason"] is None
+    return {"ok": ok, "max_loss_gap": max(gaps[:EARLY_STEPS]), "tolerance": tolerance,
+            "gaps_per_step": gaps, "eager_vs_eager_gaps_per_step": floor, "graph_stats": stats}
 
 
 def check_group_of_one_vs_single(device: str) -> dict[str, Any]:
-    """Same seed, noise on: the member's noise generator must replay the single run's stream."""
+    """The member's noise generator starts where the single run's global stream does, and
+    the first steps' losses agree."""
+    import torch
+
     from ingan.train.config import RunOptions
     from ingan.train.group import GroupTrainer
     from ingan.train.speed import synthetic_images
@@ -125,17 +145,16 @@ def check_group_of_one_vs_single(device: str) -> dict[str, Any]:
     config = _tiny_config()
     image = synthetic_images(1, config.crop_size)[0]
     options = RunOptions(device=device, quiet=True)
-    runs = []
-    for trainer in (Trainer(image, config, options), None):
-        trainer = trainer or GroupTrainer.from_images([image], config, options)
-        losses = []
-        for _ in range(6):
-            trainer.step()
-            got = trainer.losses()
-            losses.append(list(vars(got[0] if isinstance(got, list) else got).values()))
-        runs.append(losses)
-    gap = _max_loss_gap(*runs)
-    return {"ok": gap <= 1e-4, "max_loss_gap": gap, "tolerance": 1e-4}
+    Trainer(image, config, options)
+    expected_noise = torch.rand(4096, device=device)
+    member = GroupTrainer.from_images([image], config, options).members[0]
+    same_noise = bool(torch.equal(torch.rand(4096, device=device, generator=member.noise), expected_noise))
+    single = _losses(Trainer(image, config, options), 8)
+    grouped = _losses(GroupTrainer.from_images([image], config, options), 8)
+    gaps = _step_gaps(single, grouped)
+    tolerance = 1e-4
+    return {"ok": same_noise and max(gaps[:EARLY_STEPS]) <= tolerance, "same_noise_stream": same_noise,
+            "max_loss_gap": max(gaps[:EARLY_STEPS]), "tolerance": tolerance, "gaps_per_step": gaps}
 
 
 def run_check(name: str, check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -242,7 +261,8 @@ def markdown(result: dict[str, Any]) -> str:
     if result["checks"]:
         lines += ["| check | result | detail |", "|---|---|---|"]
         for c in result["checks"]:
-            detail = c.get("error") or f"max loss gap {c['max_loss_gap']:.2e} (tolerance {c['tolerance']:.0e})"
+            detail = c.get("error") or (f"largest loss gap over the first {EARLY_STEPS} steps {c['max_loss_gap']:.2e} "
+                                        f"(tolerance {c['tolerance']:.1e})")
             lines.append(f"| {c['name']} | {'ok' if c['ok'] else 'FAILED'} | {detail} |")
         lines.append("")
     lines += ["| variant | images x it/s | vs single eager | vs group 1 eager | steps (s) | replayed steps "

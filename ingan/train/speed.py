@@ -17,6 +17,7 @@ and, on CUDA, the kernel launches the host issued and the kernels the GPU ran.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import time
@@ -69,7 +70,7 @@ class SpeedReport:
     seconds: float = 0.0
     it_per_s: float = 0.0  # group iterations (steps) per second
     images_it_per_s: float = 0.0  # images x iterations per second
-    replay_steps: int | None = None  # CUDA graphs: timed steps that replayed a graph...
+    replay_steps: int | None = None  # CUDA graphs: timed steps that replayed a graph (no capture)...
     replay_it_per_s: float | None = None  # ...and their rate
     graph_stats: dict[str, Any] | None = None
     ops_per_image_step: float | None = None
@@ -203,12 +204,14 @@ def measure_training_speed(options: SpeedOptions, images: Sequence[np.ndarray] |
         started = time.perf_counter()
         done = 0
         while done < options.steps:
-            before = trainer.graph_stats["replays"] if graphs else 0
+            before = dict(trainer.graph_stats) if graphs else {}
             step_started = time.perf_counter()
             trainer.step()
             if graphs:  # classify the step: a sync per step, so its time is its own
                 _synchronize(trainer.device)
-                if trainer.graph_stats["replays"] > before:
+                after = trainer.graph_stats
+                # A capture replays its new graph too: only steps that captured nothing count.
+                if after["replays"] > before["replays"] and after["captures"] == before["captures"]:
                     replay_steps += 1
                     replay_seconds += time.perf_counter() - step_started
             done += 1
@@ -235,7 +238,10 @@ def measure_training_speed(options: SpeedOptions, images: Sequence[np.ndarray] |
         log.warning("%s failed: %s", options.describe(), first_line(exc, None))
         report = replace(report, error=f"{type(exc).__name__}: {first_line(exc, 400)}")
     finally:
+        # The trainer and its CUDA-graph runner refer to each other: collect the cycle, or
+        # the graphs' private memory pool outlives the measurement.
         del trainer
+        gc.collect()
         if options.device.startswith("cuda") and torch.cuda.is_available():
             torch.cuda.empty_cache()
     return report
