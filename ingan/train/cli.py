@@ -260,10 +260,8 @@ def _resume_defaults(payload: dict[str, Any]) -> dict[str, int]:
 
 
 def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
-    from tqdm import tqdm
-
     from ingan.train.monitor import write_monitor
-    from ingan.train.stopping import StepClock, StopControl
+    from ingan.train.run_control import StepClock, StopControl, loss_sync_every, progress_bar
     from ingan.train.trainer import run_loop
 
     cfg = trainer.config
@@ -289,13 +287,12 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str) -> int:
             notice(f"this run samples output sizes in steps of {cfg.generator.size_multiple} px (thousands of "
                    "shapes), so CUDA graphs will rarely be reused; start new runs with --size-step 32")
 
-    stop = StopControl(options.time_budget, lambda message: tqdm.write(message, file=sys.stderr))
+    stop = StopControl(options.time_budget)
     clock = StepClock()
     start_iter = trainer.iteration
 
-    sync_every = 1 if trainer.device.type == "cpu" else 25
-    bar = tqdm(total=cfg.iters, initial=start_iter, unit="it", dynamic_ncols=True, disable=options.quiet,
-               mininterval=0.5 if sys.stderr.isatty() else 30.0, file=sys.stderr, smoothing=0.05)
+    sync_every = loss_sync_every(trainer.device)
+    bar = progress_bar(cfg.iters, start_iter, options.quiet)
 
     def on_step(t: Any) -> None:
         bar.update(1)

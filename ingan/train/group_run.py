@@ -11,7 +11,6 @@ once; `time_budget` stops and saves the same way. Continue with
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +19,7 @@ from ingan.fsutil import ensure_output_dir
 from ingan.train.config import RunOptions
 from ingan.train.group import GroupTrainer
 from ingan.train.step import StepLosses
-from ingan.train.stopping import StepClock, StopControl
+from ingan.train.run_control import StepClock, StopControl, loss_sync_every, progress_bar
 from ingan.train.trainer import run_loop
 
 log = logging.getLogger(__name__)
@@ -47,8 +46,6 @@ def run_group(group: GroupTrainer, out_dirs: Sequence[str | Path], options: RunO
               ) -> GroupRunReport:
     """Train `group` until its config's `iters`, the time budget or a signal; member i
     writes into out_dirs[i] (created)."""
-    from tqdm import tqdm
-
     from ingan.train.monitor import write_monitor
 
     options = options or group.options
@@ -61,13 +58,11 @@ def run_group(group: GroupTrainer, out_dirs: Sequence[str | Path], options: RunO
     def write_monitors() -> list[Path]:
         return [write_monitor(m.trainer, folder) for m, folder in zip(group.members, folders)]
 
-    stop = StopControl(options.time_budget, lambda message: tqdm.write(message, file=sys.stderr))
+    stop = StopControl(options.time_budget)
     clock = StepClock()
     start_iter = group.iteration
-    sync_every = 1 if group.device.type == "cpu" else 25
-    bar = tqdm(total=cfg.iters, initial=start_iter, unit="it", dynamic_ncols=True, disable=options.quiet,
-               mininterval=0.5 if sys.stderr.isatty() else 30.0, file=sys.stderr, smoothing=0.05,
-               desc=f"{group.group_size} images")
+    sync_every = loss_sync_every(group.device)
+    bar = progress_bar(cfg.iters, start_iter, options.quiet, desc=f"{group.group_size} images")
 
     def on_step(trained: GroupTrainer) -> None:
         bar.update(1)

@@ -1,13 +1,21 @@
-"""When a training run stops early, and how fast it went: shared by one image and a group."""
+"""A training run's plumbing shared by one image and a group: when it stops early, how fast
+it went, and its progress bar."""
 
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from types import TracebackType
 from typing import Any, Callable
 
 STATUS = {None: "finished", "time budget": "stopped at the time budget", "interrupt": "interrupted"}
+
+
+def _write_above_bar(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
 
 
 class StopControl:
@@ -19,9 +27,9 @@ class StopControl:
     previous handlers come back on exit.
     """
 
-    def __init__(self, time_budget: float | None, announce: Callable[[str], None]) -> None:
+    def __init__(self, time_budget: float | None, announce: Callable[[str], None] | None = None) -> None:
         self.time_budget = time_budget
-        self.announce = announce
+        self.announce = announce or _write_above_bar
         self.reason: str | None = None
         self.signum = signal.SIGINT
         self.started = time.monotonic()
@@ -79,3 +87,16 @@ class StepClock:
             return (done - 1) / (self.last - self.first)
         elapsed = time.monotonic() - self.started
         return done / elapsed if elapsed > 0 else 0.0
+
+
+def progress_bar(total: int, initial: int, quiet: bool, desc: str | None = None) -> Any:
+    """The tqdm bar of a run on stderr (redrawn at most every 30 s when not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True, disable=quiet, desc=desc,
+                mininterval=0.5 if sys.stderr.isatty() else 30.0, file=sys.stderr, smoothing=0.05)
+
+
+def loss_sync_every(device: Any) -> int:
+    """How often (in iterations) the bar reads the losses: each read waits for a GPU."""
+    return 1 if device.type == "cpu" else 25
