@@ -61,21 +61,22 @@ def main() -> int:
             report = measure_training_speed(options).to_dict()
             report["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
             rows[group].append(report)
-            print(json.dumps({k: report[k] for k in ("images", "it_per_s", "images_it_per_s", "error",
-                                                       "load_average_1min")} | {"group": group,
-                                                                                 "round": round_index}),
-                  flush=True)
+            keys = ("images", "it_per_s", "images_it_per_s", "images_it_per_cpu_s", "error", "load_average_1min")
+            print(json.dumps({k: report[k] for k in keys} | {"group": group, "round": round_index}), flush=True)
 
     summary = []
     for group in variants:
         rates = [r["images_it_per_s"] for r in rows[group] if not r["error"]]
+        cpu_rates = [r["images_it_per_cpu_s"] for r in rows[group] if not r["error"]]
         ops = next((r["ops_per_image_step"] for r in rows[group] if r.get("ops_per_image_step")), None)
         summary.append({"group": group, "images_it_per_s_median": statistics.median(rates) if rates else None,
-                        "images_it_per_s_all": rates, "ops_per_image_step": ops,
-                        "errors": [r["error"] for r in rows[group] if r["error"]]})
-    base = next((s["images_it_per_s_median"] for s in summary if s["group"] == 1), None)
-    for s in summary:
-        s["vs_group_of_1"] = (s["images_it_per_s_median"] / base) if base and s["images_it_per_s_median"] else None
+                        "images_it_per_s_all": rates,
+                        "images_it_per_cpu_s_median": statistics.median(cpu_rates) if cpu_rates else None,
+                        "ops_per_image_step": ops, "errors": [r["error"] for r in rows[group] if r["error"]]})
+    for key in ("images_it_per_s_median", "images_it_per_cpu_s_median"):
+        base = next((s[key] for s in summary if s["group"] == 1), None)
+        for s in summary:
+            s[key.replace("_median", "_vs_group_of_1")] = (s[key] / base) if base and s[key] else None
     result = {
         "command": " ".join(["python", "benchmarks/train_group_speed.py", *sys.argv[1:]]),
         "started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -90,14 +91,19 @@ def main() -> int:
              f"`{result['command']}`, {started}; median of {args.rounds} interleaved rounds of "
              f"{args.steps} timed steps (after {args.warmup} warm-up steps) at iteration "
              f"{result['start_iteration']:,} (full output-size range).", "",
-             "| variant | images x it/s (median) | all rounds | vs group of 1 | aten ops per image and step |",
-             "|---|---|---|---|---|"]
+             "| variant | images x it/s (median) | all rounds | vs group of 1 | images x it per CPU second "
+             "(median) | vs group of 1 | aten ops per image and step |",
+             "|---|---|---|---|---|---|---|"]
     for s in summary:
         name = "single-image Trainer" if s["group"] == 0 else f"group of {s['group']}"
         rate = f"{s['images_it_per_s_median']:.3f}" if s["images_it_per_s_median"] else "failed"
-        gain = f"{s['vs_group_of_1']:.2f}x" if s["vs_group_of_1"] else "-"
+        gain = f"{s['images_it_per_s_vs_group_of_1']:.2f}x" if s["images_it_per_s_vs_group_of_1"] else "-"
+        cpu = f"{s['images_it_per_cpu_s_median']:.3f}" if s["images_it_per_cpu_s_median"] else "-"
+        cpu_gain = (f"{s['images_it_per_cpu_s_vs_group_of_1']:.2f}x" if s["images_it_per_cpu_s_vs_group_of_1"]
+                    else "-")
         ops = f"{s['ops_per_image_step']:,.0f}" if s["ops_per_image_step"] else "-"
-        lines.append(f"| {name} | {rate} | {', '.join(f'{r:.3f}' for r in s['images_it_per_s_all'])} | {gain} | {ops} |")
+        lines.append(f"| {name} | {rate} | {', '.join(f'{r:.3f}' for r in s['images_it_per_s_all'])} | {gain} | "
+                     f"{cpu} | {cpu_gain} | {ops} |")
     (args.out_dir / "train_group_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if all(not s["errors"] for s in summary) else 1

@@ -70,6 +70,10 @@ class SpeedReport:
     seconds: float = 0.0
     it_per_s: float = 0.0  # group iterations (steps) per second
     images_it_per_s: float = 0.0  # images x iterations per second
+    # This process's CPU time over the timed steps (all its threads), and images x iterations
+    # per CPU second: on a CPU shared with other work it is steadier than the wall-clock rate.
+    cpu_seconds: float = 0.0
+    images_it_per_cpu_s: float = 0.0
     replay_steps: int | None = None  # CUDA graphs: timed steps that replayed a graph (no capture)...
     replay_it_per_s: float | None = None  # ...and their rate
     graph_stats: dict[str, Any] | None = None
@@ -201,7 +205,7 @@ def measure_training_speed(options: SpeedOptions, images: Sequence[np.ndarray] |
 
         graphs = options.cuda_graphs
         replay_steps, replay_seconds = 0, 0.0
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         done = 0
         while done < options.steps:
             before = dict(trainer.graph_stats) if graphs else {}
@@ -219,10 +223,12 @@ def measure_training_speed(options: SpeedOptions, images: Sequence[np.ndarray] |
                 break
         losses = trainer.losses()  # syncs
         seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
         values = [v for member in (losses if isinstance(losses, list) else [losses]) for v in vars(member).values()]
         rate = done / seconds
         report = replace(
             report, steps=done, seconds=seconds, it_per_s=rate, images_it_per_s=rate * images_per_step,
+            cpu_seconds=cpu_seconds, images_it_per_cpu_s=done * images_per_step / cpu_seconds if cpu_seconds > 0 else 0.0,
             losses_finite=all(math.isfinite(v) for v in values),
             replay_steps=replay_steps if graphs else None,
             replay_it_per_s=(replay_steps / replay_seconds if replay_seconds > 0 else None) if graphs else None,
