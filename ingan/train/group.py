@@ -130,6 +130,7 @@ class GroupTrainer(TrainingStep):
                 except ValueError as exc:
                     raise ConfigError(f"cannot train these images as one group: {exc}") from None
         self._pending = ()
+        self._synced_at: int | None = None  # the iteration the members' own models were last synced at
         self._graphs = None
         if self.options.cuda_graphs:
             from ingan.train.cuda_graphs import CudaGraphSteps
@@ -241,7 +242,11 @@ class GroupTrainer(TrainingStep):
     # ------------------------------------------------------- members and saves
     def sync_members(self) -> None:
         """Copy the stacked weights and optimiser states into the members' own models and
-        optimisers, so each member's trainer is exactly its image's training state."""
+        optimisers, so each member's trainer is exactly its image's training state (for its
+        checkpoint and monitors). Only steps change them: once per iteration is enough."""
+        if self._synced_at == self.iteration:
+            return
+        self._synced_at = self.iteration
         fused = self.use_cuda or None
         for model, opt, model_name, opt_name in ((self.G, self.opt_g, "G", "opt_g"), (self.D, self.opt_d, "D", "opt_d")):
             weights = member_state_dicts(model, self.group_size)

@@ -56,6 +56,7 @@ def run_group(group: GroupTrainer, out_dirs: Sequence[str | Path], options: RunO
     cfg = group.config
 
     def write_monitors() -> list[Path]:
+        group.sync_members()  # each member's own generator draws its monitor
         return [write_monitor(m.trainer, folder) for m, folder in zip(group.members, folders)]
 
     stop = StopControl(options.time_budget)

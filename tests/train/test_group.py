@@ -252,19 +252,31 @@ def test_run_group_saves_monitors_and_stops_on_budget_and_signals(tmp_path, tiny
 
     from ingan.train.group_run import run_group
 
+    import ingan.train.monitor as monitor_module
+    from ingan.model.grouped import member_state_dicts
+
     config = tiny_config.with_overrides(iters=4)
-    options = dataclasses.replace(CPU, save_every=2, monitor_every=2, quiet=True)
+    options = dataclasses.replace(CPU, save_every=2, monitor_every=1, quiet=True)
     folders = [tmp_path / "a", tmp_path / "b"]
     group = GroupTrainer.from_images(_two_images(), config, options, names=["a.png", "b.png"])
-    saves = []
-    real_save = group.save
+    saves, stale_monitors = [], []
+    real_save, real_monitor = group.save, monitor_module.write_monitor
     monkeypatch.setattr(group, "save", lambda paths: saves.append(group.iteration) or real_save(paths))
+
+    def checked_monitor(trainer, out_dir):  # a monitor must show the member's current weights
+        index = [m.trainer for m in group.members].index(trainer)
+        current = member_state_dicts(group.G, 2)[index]
+        if any(not torch.equal(current[k], v) for k, v in trainer.G.state_dict().items()):
+            stale_monitors.append(group.iteration)
+        return real_monitor(trainer, out_dir)
+
+    monkeypatch.setattr(monitor_module, "write_monitor", checked_monitor)
     report = run_group(group, folders, options)
     assert (report.status, report.exit_code, report.iteration, report.iterations_done) == ("finished", 0, 4, 4)
-    assert saves == [2, 4] and report.rate > 0 and len(report.losses) == 2
+    assert saves == [2, 4] and report.rate > 0 and len(report.losses) == 2 and not stale_monitors
     for folder in folders:
         assert load_checkpoint(folder / "ckpt.pt").iteration == 4
-        assert sorted(p.name for p in folder.glob("monitor_*.png")) == ["monitor_000002.png", "monitor_000004.png"]
+        assert [p.name for p in sorted(folder.glob("monitor_*.png"))] == [f"monitor_00000{i}.png" for i in (1, 2, 3, 4)]
 
     # Ctrl-C: the step in progress finishes, every member is saved, exit code 130.
     longer = config.with_overrides(iters=50)
