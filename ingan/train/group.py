@@ -115,7 +115,9 @@ class GroupTrainer(TrainingStep):
             if t.device != self.device:
                 raise ConfigError("the members of a group must be on one device")
         if self.use_cuda and not self.options.cudnn and self.group_size > 1:
-            log.warning("grouped convolutions without cuDNN run one kernel per image on CUDA; pass --cudnn")
+            # Measured on an H200 (benchmarks/results/2026-12-04-h200-train-group): at G=4 this
+            # was still faster than cuDNN's per-shape set-up; larger groups were measured with cuDNN.
+            log.info("cuDNN off: each grouped convolution runs one kernel per image")
         self.G = stack_modules([m.trainer.G for m in self.members])
         self.D = stack_modules([m.trainer.D for m in self.members])
         betas = (self.config.beta1, self.config.beta2)
