@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -36,28 +35,6 @@ PART_BYTES = 15 * 1024 * 1024
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def environment() -> dict:
-    import torch
-
-    env = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda_available": torch.cuda.is_available(),
-        "cpu": platform.processor() or platform.machine(),
-    }
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        env.update(gpu=props.name, sm=f"{props.major}.{props.minor}", gpu_mem_gib=round(props.total_memory / 2**30, 1),
-                   cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
-    try:
-        env["nvidia_smi"] = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        env["nvidia_smi"] = None
-    return env
 
 
 def run_cuda_tests(timeout: float) -> dict:
@@ -105,16 +82,6 @@ def probe_speed(image, preset: str, device: str, steps: int) -> list[dict]:
     return results
 
 
-def split(path: Path, out_dir: Path) -> list[str]:
-    data = path.read_bytes()
-    names = []
-    for i in range(0, len(data), PART_BYTES):
-        name = f"{path.name}.part{i // PART_BYTES:02d}"
-        (out_dir / name).write_bytes(data[i : i + PART_BYTES])
-        names.append(name)
-    return names
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
@@ -130,6 +97,9 @@ def main() -> int:
     deadline = t_start + args.total_seconds
     args.out_dir.mkdir(parents=True, exist_ok=True)
     summary: dict = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+    from ingan.fsutil import split_file
+    from ingan.train.speed import environment
 
     summary["environment"] = env = environment()
     log(f"environment: {json.dumps(env)}")
@@ -171,7 +141,7 @@ def main() -> int:
                            slim_payload(ckpt.payload))
     summary["checkpoint"] = {"iteration": ckpt.iteration, "iters_planned": iters, "wall_time_s": round(ckpt.payload["wall_time"], 1),
                              "scale_range": ckpt.scale_range, "losses": ckpt.payload.get("losses"),
-                             "slim_bytes": slim.stat().st_size, "parts": split(slim, args.out_dir)}
+                             "slim_bytes": slim.stat().st_size, "parts": split_file(slim, args.out_dir, PART_BYTES)}
     monitors = sorted(run_dir.glob("monitor_*.png"))
     for src, name in ((monitors[-1], "monitor_final.png"), (monitors[len(monitors) // 2], "monitor_mid.png")):
         shutil.copy(src, args.out_dir / name)

@@ -31,11 +31,18 @@ import sys
 import time
 from pathlib import Path
 
-from gpu_train_example import REPO, environment, log, split  # same folder: on sys.path
-
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ingan.fsutil import split_file  # noqa: E402
 from ingan.train.cli import GRAPH_SIZE_STEP  # noqa: E402
+from ingan.train.speed import environment  # noqa: E402
+
+PART_BYTES = 15 * 1024 * 1024  # copy-back limit of the GPU loan's output folder
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def graph_shapes(preset: str, crop_size: int | None) -> int:
@@ -71,51 +78,25 @@ def run_train_tests(timeout: float) -> dict:
 
 def probe(image, preset: str, device: str, graphs: bool, cudnn: bool, steps: int, probe_step: int,
           crop_size: int | None) -> dict:
-    """Steady-state it/s past the curriculum. With graphs, sizes are snapped to
-    `probe_step` so the few shapes are all captured before the timed steps."""
-    import torch
+    """Steady-state it/s past the curriculum (ingan.train.speed). With graphs, sizes are
+    snapped to `probe_step` so that shapes repeat, and the rate is that of replayed steps."""
+    from ingan.train.speed import SpeedOptions, measure_training_speed
 
-    from ingan.train.config import PRESETS, RunOptions
-    from ingan.train.trainer import Trainer
-
-    config = PRESETS[preset].with_overrides(size_step=probe_step if graphs else None, crop_size=crop_size)
-    row: dict = {"cuda_graphs": graphs, "cudnn": cudnn, "size_step": config.size_step}
-    try:
-        trainer = Trainer(image, config, RunOptions(device=device, cudnn=cudnn, cuda_graphs=graphs))
-        trainer.iteration = int(config.curriculum_iters * 1.2) + 1
-        warm_started = time.perf_counter()
-        warm = 0
-        if graphs:  # until every shape has a graph (or give up after 200 steps)
-            for warm in range(1, 201):
-                trainer.step()
-                stats = trainer.graph_stats
-                if stats["disabled_reason"] or (warm >= 12 and stats["captures"] and
-                                                stats["replays"] >= 2 * stats["captures"]):
-                    break
-        else:
-            for warm in range(1, 4):
-                trainer.step()
-        if device != "cpu":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        row["warmup_steps"], row["warmup_s"] = warm, round(time.perf_counter() - warm_started, 2)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            trainer.step()
-        trainer.losses()  # syncs
-        row["it_per_s"] = round(steps / (time.perf_counter() - t0), 2)
-        row["steps"] = steps
-        row["losses_finite"] = all(v == v and abs(v) != float("inf") for v in vars(trainer.last_losses).values())
-        if graphs:
-            row["graph_stats"] = trainer.graph_stats
-            if row["graph_stats"]["captures"]:
-                row["capture_s_per_graph"] = round(row["graph_stats"]["capture_seconds"] / row["graph_stats"]["captures"], 3)
-        if device != "cpu":
-            row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        del trainer
-    except Exception as exc:  # a probe failure must not cost the training run
-        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        row["it_per_s"] = 0.0
+    options = SpeedOptions(preset=preset, device=device, cuda_graphs=graphs, cudnn=cudnn, crop_size=crop_size,
+                           size_step=probe_step if graphs else None, warmup_steps=4 if graphs else 3, steps=steps)
+    report = measure_training_speed(options, images=[image])
+    rate = report.replay_it_per_s if graphs else report.it_per_s
+    row: dict = {"cuda_graphs": graphs, "cudnn": cudnn, "size_step": options.size_step,
+                 "warmup_s": round(report.warmup_seconds, 2), "it_per_s": round(rate or 0.0, 2),
+                 "steps": report.steps, "losses_finite": report.losses_finite}
+    if graphs and report.graph_stats:
+        row["graph_stats"] = report.graph_stats
+        if report.graph_stats["captures"]:
+            row["capture_s_per_graph"] = round(report.graph_stats["capture_seconds"] / report.graph_stats["captures"], 3)
+    if report.peak_memory_gib is not None:
+        row["peak_mem_gib"] = round(report.peak_memory_gib, 2)
+    if report.error:  # a probe failure must not cost the training run
+        row["error"], row["it_per_s"] = report.error, 0.0
     log(f"speed probe: {row}")
     return row
 
@@ -203,7 +184,7 @@ def main() -> int:
     summary["checkpoint"] = {"iteration": ckpt.iteration, "iters_planned": iters,
                              "wall_time_s": round(ckpt.payload["wall_time"], 1), "scale_range": ckpt.scale_range,
                              "losses": ckpt.payload.get("losses"), "slim_bytes": slim.stat().st_size,
-                             "parts": split(slim, args.out_dir)}
+                             "parts": split_file(slim, args.out_dir, PART_BYTES)}
     monitors = sorted(run_dir.glob("monitor_*.png"))
     if monitors:
         shutil.copy(monitors[-1], args.out_dir / "monitor_final.png")

@@ -137,3 +137,13 @@ def existing_file(path: str | os.PathLike[str], what: str, expect: str,
         kind = "a folder" if p.is_dir() else "not a regular file"
         raise error(f"{what} '{p}' is not a file ({kind}); pass {expect}")
     return p
+def split_file(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], part_bytes: int) -> list[str]:
+    """Copy `path` into `out_dir` as `<name>.part00`, `.part01`, ... of at most `part_bytes`
+    each (for copy-back limits; `cat name.part* > name` re-assembles it); their names."""
+    data = Path(path).read_bytes()
+    names = []
+    for start in range(0, len(data), part_bytes):
+        name = f"{Path(path).name}.part{start // part_bytes:02d}"
+        (Path(out_dir) / name).write_bytes(data[start : start + part_bytes])
+        names.append(name)
+    return names

@@ -40,4 +40,11 @@ def warp(features: torch.Tensor, homography: torch.Tensor, height: int, width: i
     fall outside the input mirror back into it instead of smearing the border.
     """
     grid = homography_grid(homography.to(features.dtype), height, width)
+    batch = features.shape[0]
+    if homography.shape[0] != batch:
+        # Channel-stacked models (ingan/model/grouped.py): [1, G*C, H, W] features, one
+        # homography per member; each member's C channels follow its own.
+        members = features.reshape(homography.shape[0], -1, *features.shape[2:])
+        out = F.grid_sample(members, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+        return out.reshape(batch, -1, height, width)
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="reflection", align_corners=True)

@@ -4,9 +4,10 @@ the save: 363 s for --time-budget 330s.)"""
 
 from __future__ import annotations
 
+import io
 import time
 from collections import deque
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 # Safety factor on the estimates: a step's time varies with its random output size.
 MARGIN = 1.25
@@ -44,3 +45,19 @@ class TimeBudget:
     def should_stop(self) -> bool:
         """True when another step plus the finish might not end inside the budget."""
         return self.left() <= MARGIN * (self.next_step_s() + self.finish_s)
+
+
+def finish_cost(trainers: Sequence[Any]) -> float:
+    """Seconds the final save + monitor of these trainers may take, probed once: each
+    checkpoint written to memory, and one 1x retarget times what a monitor computes (six
+    tiles of up to 2.25x the pixels and the calibration fit: about nine 1x forwards)."""
+    import torch
+
+    total = 0.0
+    for trainer in trainers:
+        started = time.monotonic()
+        torch.save(trainer.state(), io.BytesIO())
+        saved = time.monotonic()
+        trainer.retarget(1.0, 1.0)
+        total += (saved - started) + 9 * (time.monotonic() - saved)
+    return total

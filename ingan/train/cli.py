@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
@@ -275,26 +274,10 @@ def _resume_defaults(payload: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def _finish_cost(trainer: Any) -> float:
-    """Seconds a final save + monitor may take, probed once: the checkpoint written to memory,
-    and one 1x retarget times what a monitor computes (six tiles of up to 2.25x the pixels
-    and the calibration fit: about nine 1x forwards)."""
-    import io
-
-    import torch
-
-    started = time.monotonic()
-    torch.save(trainer.state(), io.BytesIO())
-    saved = time.monotonic()
-    trainer.retarget(1.0, 1.0)
-    return (saved - started) + 9 * (time.monotonic() - saved)
-
-
 def _run(trainer: Any, out_dir: Path, options: Any, action: str, began: float) -> int:
-    from tqdm import tqdm
-
-    from ingan.train.budget import TimeBudget
     from ingan.train.monitor import write_monitor
+    from ingan.train.budget import TimeBudget, finish_cost
+    from ingan.train.run_control import StepClock, StopControl, loss_sync_every, progress_bar
     from ingan.train.trainer import run_loop
 
     cfg = trainer.config
@@ -320,38 +303,22 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str, began: float) -
             notice(f"this run samples output sizes in steps of {cfg.generator.size_multiple} px (thousands of "
                    "shapes), so CUDA graphs will rarely be reused; start new runs with --size-step 32")
 
-    stop: dict[str, Any] = {"reason": None, "signum": signal.SIGINT}
-    step_done: dict[str, float] = {}  # monotonic times at which this run's first and last steps ended
     budget = None
     if options.time_budget is not None:
         budget = TimeBudget(options.time_budget, began)
-        budget.finish_took(_finish_cost(trainer))
-    started = time.monotonic()
+        budget.finish_took(finish_cost([trainer]))
+    stop = StopControl(budget)
+    clock = StepClock()
     start_iter = trainer.iteration
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        if stop["reason"] == "interrupt":  # second Ctrl-C: stop right now (atomic writes stay safe)
-            raise KeyboardInterrupt
-        stop["reason"], stop["signum"] = "interrupt", signum
-        what = "terminated" if signum == signal.SIGTERM else "interrupt"
-        tqdm.write(f"{what}: saving the checkpoint after this iteration (Ctrl-C again to abort)", file=sys.stderr)
-
-    def should_stop() -> bool:
-        if stop["reason"] is None and budget is not None and budget.should_stop():
-            stop["reason"] = "time budget"
-        return stop["reason"] is not None
-
-    sync_every = 1 if trainer.device.type == "cpu" else 25
-    bar = tqdm(total=cfg.iters, initial=start_iter, unit="it", dynamic_ncols=True, disable=options.quiet,
-               mininterval=0.5 if sys.stderr.isatty() else 30.0, file=sys.stderr, smoothing=0.05)
+    sync_every = loss_sync_every(trainer.device)
+    bar = progress_bar(cfg.iters, start_iter, options.quiet)
 
     def on_step(t: Any) -> None:
         bar.update(1)
-        now = time.monotonic()
+        clock.tick()
         if budget is not None:
-            budget.step_took(now - step_done.get("last", started))
-        step_done.setdefault("first", now)
-        step_done["last"] = now
+            budget.step_took(clock.last_step_s)
         it = t.iteration
         if it % sync_every == 0 or it == cfg.iters:
             losses = t.losses()
@@ -366,32 +333,25 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str, began: float) -
             write_monitor(t, out_dir)
         if budget is not None and it % options.save_every == 0 and it % options.monitor_every == 0:
             budget.finish_took(time.monotonic() - finishing)  # a real save + monitor: the finish's cost
-        step_done["last"] = time.monotonic()  # saves and monitors are not step time
+        clock.pause_ended()  # saves and monitors are not step time
 
     # SIGTERM (timeout, docker stop, job schedulers) saves like the first Ctrl-C.
-    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        run_loop(trainer, on_step, should_stop)
+        with stop:
+            run_loop(trainer, on_step, stop.should_stop)
     finally:
         bar.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
     trainer.losses()
     trainer.save(ckpt_path)
     monitor = write_monitor(trainer, out_dir)
     done = trainer.iteration - start_iter
-    elapsed = time.monotonic() - started
-    # The speed leaves out the first step (allocation, kernel selection: seconds) and the final
-    # save, so a short or interrupted run does not report a rate far below the steady one.
-    if done > 1 and step_done["last"] > step_done["first"]:
-        rate = (done - 1) / (step_done["last"] - step_done["first"])
-    else:
-        rate = done / elapsed if elapsed > 0 else 0.0
+    elapsed = time.monotonic() - clock.started
+    rate = clock.rate(done)
     lo, hi = trainer.trained_scale_range()
     remaining = cfg.iters - trainer.iteration
     eta = f"; the remaining {remaining:,} take ~{format_duration(remaining / rate)} at this rate" if rate and remaining else ""
-    status = {None: "finished", "time budget": "stopped at the time budget", "interrupt": "interrupted"}[stop["reason"]]
+    status = stop.status
     click.echo(
         f"{status}: iteration {trainer.iteration:,}/{cfg.iters:,} ({done:,} this run in "
         f"{format_duration(elapsed)}, {rate:.2f} it/s{eta}); trained scales "
@@ -406,6 +366,6 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str, began: float) -
             + (f"; {graphs['disabled_reason']}" if graphs["disabled_reason"] else ""),
             err=True,
         )
-    if stop["reason"] is not None and trainer.iteration < cfg.iters:
+    if stop.reason is not None and trainer.iteration < cfg.iters:
         click.echo(f"continue with: ingan-train --resume {shlex.quote(str(ckpt_path))}", err=True)
-    return 128 + int(stop["signum"]) if stop["reason"] == "interrupt" else 0  # 130 Ctrl-C, 143 SIGTERM
+    return stop.exit_code  # 130 Ctrl-C, 143 SIGTERM

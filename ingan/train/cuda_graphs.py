@@ -17,9 +17,9 @@ How: a graph is tied to tensor addresses and shapes, so
     (~320 pairs) is the intended companion; graphs share one memory pool (steps never
     overlap) and new shapes beyond `max_graphs` simply run eagerly.
 
-The maths is Trainer.compute_step, unchanged: a graph step equals an eager step up to
-float rounding and the CUDA random stream of the input noise (so a resumed run is not
-bit-identical to an uninterrupted one, unlike eager mode).
+The maths is TrainingStep.compute_step (ingan/train/step.py), unchanged: a graph step
+equals an eager step up to float rounding and the CUDA random stream of the input noise
+(so a resumed run is not bit-identical to an uninterrupted one, unlike eager mode).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from ingan.errors import DeviceError, first_line
 from ingan.model.layers import set_in_place_power_iteration
 
 if TYPE_CHECKING:
-    from ingan.train.trainer import StepPlan, Trainer
+    from ingan.train.step import StepPlan, TrainingStep
 
 log = logging.getLogger(__name__)
 
@@ -55,34 +55,33 @@ class StaticStepInputs:
     """Fixed-address input buffers for graph-safe steps, and the step on them.
 
     Device-agnostic (the same code runs eagerly on CPU in the tests); CudaGraphSteps adds
-    the capture and replay.
+    the capture and replay. Works for one image and for a group (`trainer.group_size`
+    channel-stacked images, one homography each).
     """
 
-    def __init__(self, trainer: "Trainer") -> None:
+    def __init__(self, trainer: "TrainingStep") -> None:
         self.trainer = trainer
         device = trainer.device
-        c = trainer.config.crop_size
-        real = torch.zeros(1, 3, c, c, device=device)
+        c, n = trainer.config.crop_size, trainer.group_size
+        real = torch.zeros(1, 3 * n, c, c, device=device)
         self.real = real.contiguous(memory_format=torch.channels_last) if trainer.channels_last else real
-        self.fwd_h = torch.eye(3, device=device).unsqueeze(0)
-        self.inv_h = torch.eye(3, device=device).unsqueeze(0)
+        self.fwd_h = torch.eye(3, device=device).repeat(n, 1, 1)
+        self.inv_h = torch.eye(3, device=device).repeat(n, 1, 1)
         self.weights = torch.zeros(trainer.config.discriminator.max_scales, device=device)
         set_in_place_power_iteration(trainer.G, True)
         set_in_place_power_iteration(trainer.D, True)
 
     def fill(self, plan: "StepPlan") -> None:
         """Copy this step's draws into the buffers."""
-        from ingan.train.trainer import homography_pair
-
-        self.real.copy_(self.trainer.crop(plan.top, plan.left))
+        self.real.copy_(self.trainer.real_input(plan))
         _upload(self.weights[: len(plan.weights)], torch.tensor(plan.weights, dtype=torch.float32))
-        if plan.shifts is not None:
-            fwd, inv = homography_pair(plan.shifts)
-            _upload(self.fwd_h, torch.from_numpy(fwd).unsqueeze(0))
-            _upload(self.inv_h, torch.from_numpy(inv).unsqueeze(0))
+        arrays = self.trainer.homography_arrays(plan)
+        if arrays is not None:
+            _upload(self.fwd_h, torch.from_numpy(arrays[0]))
+            _upload(self.inv_h, torch.from_numpy(arrays[1]))
 
     def compute(self, plan: "StepPlan") -> torch.Tensor:
-        """Trainer.compute_step on the buffers (graph-safe); the five losses stacked."""
+        """compute_step on the buffers (graph-safe); the five losses stacked."""
         has_h = plan.shifts is not None
         return torch.stack(self.trainer.compute_step(
             self.real, plan, self.weights[: len(plan.weights)],
@@ -105,9 +104,9 @@ def _upload(target: torch.Tensor, host: torch.Tensor) -> None:
 
 
 class CudaGraphSteps:
-    """Runs Trainer steps through per-shape CUDA graphs (see the module docstring)."""
+    """Runs training steps through per-shape CUDA graphs (see the module docstring)."""
 
-    def __init__(self, trainer: "Trainer", warmup_steps: int = 3, max_graphs: int = 512) -> None:
+    def __init__(self, trainer: "TrainingStep", warmup_steps: int = 3, max_graphs: int = 512) -> None:
         if trainer.device.type != "cuda":
             raise DeviceError(
                 f"CUDA graphs need a CUDA device, this run is on {trainer.device}; drop --cuda-graphs"
@@ -171,6 +170,11 @@ class CudaGraphSteps:
         started = time.perf_counter()
         graph = torch.cuda.CUDAGraph()
         try:
+            for generator in self.trainer.graph_generators():  # per-image noise streams (a group)
+                if not hasattr(graph, "register_generator_state"):
+                    raise RuntimeError(f"torch {torch.__version__} cannot capture draws from non-default "
+                                       "CUDA generators (CUDAGraph.register_generator_state is missing)")
+                graph.register_generator_state(generator)
             with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
                 outputs = self.inputs.compute(plan)
         except RuntimeError as exc:  # unsupported op, out of memory, driver limits...

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.nn.utils import parametrize
 
 import ingan
 from ingan.errors import CheckpointError, ConfigError, DeviceError, first_line
@@ -21,56 +17,19 @@ from ingan.model.checkpoint import Checkpoint, save_checkpoint
 from ingan.model.device import torch_device
 from ingan.model.discriminator import MultiScaleDiscriminator, scale_weights
 from ingan.model.generator import Generator, fit_colour_calibration
-from ingan.model.warp import top_shift_homography
+from ingan.model.tensors import image_to_tensor, tensor_to_image
 from ingan.train.config import RunOptions, TrainConfig
-from ingan.train.schedule import lr_factor, sample_output_size, sample_shifts, scale_range
+from ingan.train.schedule import sample_output_size, sample_shifts, scale_range
+from ingan.train.step import StepLosses, StepPlan, TrainingStep, homography_pair
+
+__all__ = ["StepLosses", "StepPlan", "Trainer", "homography_pair", "image_to_tensor", "run_loop", "tensor_to_image"]
 
 log = logging.getLogger(__name__)
 
 
-def image_to_tensor(pixels: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) uint8 -> [1, 3, H, W] float in [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(pixels)).to(device)
-    return t.permute(2, 0, 1).unsqueeze(0).float().div(127.5).sub(1.0)
-
-
-def tensor_to_image(t: torch.Tensor) -> np.ndarray:
-    """[1, 3, H, W] in [-1, 1] -> (H, W, 3) uint8 (rounded like the original)."""
-    x = t.detach().float()[0].clamp(-1, 1).add(1).mul(127.5).round().byte()
-    return x.permute(1, 2, 0).cpu().numpy()
-
-
-@dataclass(frozen=True)
-class StepPlan:
-    """The host-side draws of one iteration (crop corner, output size, shifts, weights)."""
-
-    iteration: int
-    top: int
-    left: int
-    crop_hw: tuple[int, int]
-    out_hw: tuple[int, int]
-    shifts: tuple[float, float] | None
-    weights: tuple[float, ...]  # D's per-scale mixing weights for this output size
-    inverse: bool  # the extra inverse-reconstruction G step runs
-
-
-def homography_pair(shifts: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Forward and inverse top-shift homographies as float32 (3, 3) arrays."""
-    h = top_shift_homography(*shifts)
-    return h.astype(np.float32), np.linalg.inv(h).astype(np.float32)
-
-
-@dataclass
-class StepLosses:
-    g_gan: float
-    g_rec: float
-    g_inverse: float
-    d_real: float
-    d_fake: float
-
-
-class Trainer:
-    """Holds G, D, their optimisers and all RNG streams; `step()` is one InGAN iteration."""
+class Trainer(TrainingStep):
+    """Holds G, D, their optimisers and all RNG streams; `step()` is one InGAN iteration
+    (the maths: ingan/train/step.py)."""
 
     def __init__(
         self,
@@ -136,20 +95,6 @@ class Trainer:
         t = image_to_tensor(pixels, self.device)
         return t.contiguous(memory_format=torch.channels_last) if self.channels_last else t
 
-    def _autocast(self) -> contextlib.ExitStack:
-        """bf16 autocast when enabled, and cuDNN on/off as the run options say (CUDA)."""
-        stack = contextlib.ExitStack()
-        if self.use_cuda:
-            stack.enter_context(torch.backends.cudnn.flags(enabled=self.options.cudnn))
-        if self.amp:
-            # No weight-cast cache under CUDA graphs: cached casts would be graph-private tensors.
-            stack.enter_context(torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
-                                               cache_enabled=self._graphs is None))
-        return stack
-
-    def _noise_like(self, x: torch.Tensor) -> torch.Tensor:
-        return (torch.rand_like(x) - 0.5) * (2.0 * self.config.noise)
-
     def _crop_corner(self) -> tuple[int, int]:
         _, _, h, w = self.image.shape
         c = self.config.crop_size
@@ -164,22 +109,6 @@ class Trainer:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return self.image[:, :, top : top + c, left : left + c].contiguous(memory_format=fmt)
 
-    def _homographies(self, shifts: tuple[float, float] | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        if shifts is None:
-            return None, None
-        fwd, inv = homography_pair(shifts)
-        return (torch.from_numpy(fwd).to(self.device).unsqueeze(0),
-                torch.from_numpy(inv).to(self.device).unsqueeze(0))
-
-    def _set_lr(self) -> None:
-        factor = lr_factor(self.iteration, self.config)
-        for opt, base in ((self.opt_g, self.config.g_lr), (self.opt_d, self.config.d_lr)):
-            for group in opt.param_groups:
-                if isinstance(group["lr"], torch.Tensor):  # capturable optimisers (CUDA graphs)
-                    group["lr"].fill_(base * factor)
-                else:
-                    group["lr"] = base * factor
-
     # --------------------------------------------------------------------- step
     def plan(self) -> StepPlan:
         """Everything random or scheduled about the next iteration, drawn on the host."""
@@ -193,75 +122,18 @@ class Trainer:
                                       cfg.scale_weights_even_at))
         return StepPlan(it, top, left, crop_hw, out_hw, shifts, weights, it > cfg.inverse_start)
 
-    def step(self) -> tuple[torch.Tensor, ...]:
-        """One iteration: a G step, the extra inverse step (late), then a D step."""
-        started = time.perf_counter()
-        self._set_lr()
-        plan = self.plan()
-        if self._graphs is not None:
-            self._pending = self._graphs.run(plan)
-        else:
-            fwd_h, inv_h = self._homographies(plan.shifts)
-            self._pending = self.compute_step(self.crop(plan.top, plan.left), plan, list(plan.weights),
-                                              fwd_h, inv_h)
+    def real_input(self, plan: StepPlan) -> torch.Tensor:
+        return self.crop(plan.top, plan.left)
+
+    def homography_arrays(self, plan: StepPlan) -> tuple[np.ndarray, np.ndarray] | None:
+        if plan.shifts is None:
+            return None
+        fwd, inv = homography_pair(plan.shifts)
+        return fwd[None], inv[None]
+
+    def _advance(self, seconds: float) -> None:
         self.iteration += 1
-        self.wall_time += time.perf_counter() - started
-        return self._pending
-
-    def compute_step(
-        self,
-        real: torch.Tensor,
-        plan: StepPlan,
-        weights: list[float] | torch.Tensor,
-        fwd_h: torch.Tensor | None,
-        inv_h: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, ...]:
-        """The maths of one iteration on given inputs; returns the five loss tensors.
-
-        Gradients are zeroed in place, never freed, as the original's PyTorch 0.4-era
-        zero_grad() did: Adam then keeps moving (by momentum) the discriminator scales a
-        small output did not use, as in the original; and every tensor the step writes
-        keeps its address, which CUDA graph capture and replay need.
-        """
-        cfg = self.config
-        out_hw, crop_hw = plan.out_hw, plan.crop_hw
-
-        # --- generator: fool D, and map back to the input (round trip).
-        self.D.requires_grad_(False)
-        self.opt_g.zero_grad(set_to_none=False)
-        # cached(): each spectral-normalised weight is computed (one power iteration) once
-        # per step instead of once per forward call; on a GPU these tiny kernels dominate.
-        with self._autocast(), parametrize.cached():
-            fake = self.G(real + self._noise_like(real), out_hw, fwd_h)
-            d_on_fake = self.D(fake, weights).float()
-            rec = self.G(fake, crop_hw, inv_h).float()
-        g_gan = F.mse_loss(d_on_fake, torch.ones_like(d_on_fake))
-        g_rec = F.l1_loss(rec, real.float())
-        (g_gan + cfg.rec_weight * g_rec).backward()
-        self.opt_g.step()
-
-        g_inverse = torch.zeros((), device=self.device)
-        if plan.inverse:
-            # Trains only the inverse direction: the forward output is detached.
-            self.opt_g.zero_grad(set_to_none=False)
-            with self._autocast():
-                inverse = self.G(fake.detach(), crop_hw, inv_h).float()
-            g_inverse = F.l1_loss(inverse, real.float()) * cfg.inverse_weight
-            g_inverse.backward()
-            self.opt_g.step()
-
-        # --- discriminator: real crops -> 1, generated -> 0, same scale weights.
-        self.D.requires_grad_(True)
-        self.opt_d.zero_grad(set_to_none=False)
-        with self._autocast(), parametrize.cached():
-            d_real = self.D(real + self._noise_like(real), weights).float()
-            fake_in = fake.detach()
-            d_fake = self.D(fake_in + self._noise_like(fake_in), weights).float()
-        d_loss_real = F.mse_loss(d_real, torch.ones_like(d_real))
-        d_loss_fake = F.mse_loss(d_fake, torch.zeros_like(d_fake))
-        (0.5 * (d_loss_real + d_loss_fake)).backward()
-        self.opt_d.step()
-        return (g_gan.detach(), g_rec.detach(), g_inverse.detach(), d_loss_real.detach(), d_loss_fake.detach())
+        self.wall_time += seconds
 
     def losses(self) -> StepLosses:
         """Losses of the last step as floats (a device sync on CUDA: call sparingly)."""
