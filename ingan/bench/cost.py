@@ -16,7 +16,7 @@ the PyTorch checkpoint does. `ForwardCost.entry_flops` keeps that part separate.
 
 For the paper's generator (base 64, 6 blocks, 3 downsamplings) this gives 477,888
 MAC per internal output pixel plus 9,408 MAC per input pixel for the entry conv
-(0.617 GMAC for a 256x256 image), as shared/notes/generator-cost.md measured.
+(0.617 GMAC for a 256x256 image); docs/bench.md ("Cost") has the numbers and how they were checked.
 """
 
 from __future__ import annotations

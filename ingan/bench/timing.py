@@ -184,7 +184,7 @@ def run_cell(spec: CellSpec, settings: Settings, *, deadline: float | None = Non
         if entry and model.kind != "pytorch" and not model.metadata.image_input:
             # The entry conv of a baked-image graph has only constant inputs: ONNX Runtime folds it when
             # it creates the session, the TensorRT builder when it builds (docs/export.md; measured for
-            # ONNX Runtime in shared/notes/generator-cost.md section 2).
+            # ONNX Runtime: docs/bench.md, "Cost").
             entry = False
             notes.append("entry conv not counted: constant-folded by the runtime (the training image is baked in)")
         forward = cost_mod.forward_cost(model.config, spec.size, tuple(model.metadata.training_image_size),

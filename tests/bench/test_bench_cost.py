@@ -1,4 +1,4 @@
-"""Analytic FLOPs: the paper's numbers (shared/notes/generator-cost.md) and a hook count of the real generator."""
+"""Analytic FLOPs: the paper's numbers (docs/bench.md, "Cost") and a hook count of the real generator."""
 
 from __future__ import annotations
 
