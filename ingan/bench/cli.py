@@ -62,6 +62,22 @@ class DefaultToRun(click.Group):
         return super().parse_args(ctx, args)
 
 
+def bench_options(opt: dict[str, Any]) -> Any:
+    """ingan-bench run's options, as the library's frozen BenchOptions."""
+    from ingan.bench.suite import BenchOptions
+    from ingan.bench.timing import Settings
+
+    device = select_gpu(opt["device"]) if opt["device"].startswith("cuda:") else opt["device"]
+    warm_n, warm_s = opt["warmup"]
+    settings = Settings(warmup_iterations=warm_n, warmup_seconds=warm_s, iterations=opt["iterations"],
+                        duration_s=opt["duration"], max_iterations=opt["max_iterations"])
+    return BenchOptions(sizes=collect_sizes(opt["sizes"], opt["old_sizes"]) or [(360, 640), (720, 1280)],
+                        backends=opt["backends"], device=device, threads=opt["threads"],
+                        cuda_graphs=opt["cuda_graphs"], settings=settings, peak_tflops=opt["peak_tflops"],
+                        time_budget_s=opt["time_budget"], allow_host_code=opt["allow_host_code"],
+                        any_size=opt["any_size"])
+
+
 def select_gpu(device: str) -> str:
     """--device cuda:N: make GPU N the only one this process sees (CUDA_VISIBLE_DEVICES, before any
     CUDA library starts), so every runtime's "cuda" is that GPU; returns "cuda"."""
@@ -139,12 +155,7 @@ def main() -> None:
 @click.option("--allow-host-code", is_flag=True,
               help="Allow version-compatible TensorRT plans (they embed host code: trusted plans only).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines and no table on the terminal.")
-def run(models: tuple[Path, ...], sizes: tuple[list[tuple[int, int]], ...],
-        old_sizes: tuple[list[tuple[int, int]], ...], backends: list[str] | None, device: str, threads: int,
-        cuda_graphs: str,
-        warmup: tuple, iterations: int, duration: float, max_iterations: int | None, time_budget: float | None,
-        peak_tflops: float | None, out: Path | None, name: str, no_plot: bool, any_size: bool,
-        allow_host_code: bool, quiet: bool) -> None:
+def run(models: tuple[Path, ...], out: Path | None, name: str, no_plot: bool, quiet: bool, **opt: Any) -> None:
     """Measure MODELS (.plan/.engine, .onnx with its .json, or ckpt.pt) on every available backend.
 
     For each model x backend x precision x CUDA-graphs setting x size: cold start (load +
@@ -162,22 +173,13 @@ def run(models: tuple[Path, ...], sizes: tuple[list[tuple[int, int]], ...],
       ingan-bench model.onnx --backends ort-cpu --warmup 1 --iterations 3 --duration 0
     """
     setup_logging(quiet)
-    wanted = collect_sizes(sizes, old_sizes) or [(360, 640), (720, 1280)]
-    if device.startswith("cuda:"):
-        device = select_gpu(device)
     from ingan.bench import report as report_mod
-    from ingan.bench.suite import BenchOptions, default_out_dir, run_benchmark, write_outputs
-    from ingan.bench.timing import Settings
+    from ingan.bench.suite import default_out_dir, run_benchmark, write_outputs
 
     started = time.monotonic()
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     with user_errors():
-        warm_n, warm_s = warmup
-        settings = Settings(warmup_iterations=warm_n, warmup_seconds=warm_s, iterations=iterations,
-                            duration_s=duration, max_iterations=max_iterations)
-        options = BenchOptions(sizes=wanted, backends=backends, device=device, threads=threads,
-                               cuda_graphs=cuda_graphs, settings=settings, peak_tflops=peak_tflops,
-                               time_budget_s=time_budget, allow_host_code=allow_host_code, any_size=any_size)
+        options = bench_options(opt)
         target = out or default_out_dir(Path(models[0]).parent)
         if (Path(target) / f"{name}.json").exists():
             notice(f"'{Path(target) / name}.json' exists and will be replaced when this run finishes "
