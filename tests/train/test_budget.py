@@ -32,7 +32,8 @@ def test_stops_while_the_next_step_and_the_save_still_fit():
 def test_a_slow_step_makes_it_more_careful():
     clock = Clock()
     budget = TimeBudget(30.0, began=clock.now, clock=clock)
-    budget.step_took(1.0)
+    for _ in range(3):
+        budget.step_took(1.0)
     clock.now += 20.0
     assert not budget.should_stop()
     budget.step_took(9.0)  # an unusually large output size
@@ -44,3 +45,16 @@ def test_the_largest_finish_measured_counts():
     budget.finish_took(3.0)
     budget.finish_took(1.0)
     assert budget.finish_s == 3.0 and budget.left() == 10.0
+
+
+def test_the_warm_up_steps_count_only_until_a_later_step_is_known():
+    clock = Clock()
+    budget = TimeBudget(60.0, began=clock.now, clock=clock)
+    budget.step_took(20.0)  # the first steps: allocation, kernel selection
+    assert budget.next_step_s() == 20.0
+    budget.step_took(8.0)
+    assert budget.next_step_s() == 20.0
+    budget.step_took(1.0)
+    assert budget.next_step_s() == 1.0
+    clock.now += 40.0
+    assert not budget.should_stop()  # 20 s left: one more 1 s step fits
