@@ -12,9 +12,8 @@ from typing import Any
 import click
 
 from ingan.bench.serve_cli import serve
-from ingan.cli.common import Duration, collect_sizes, device_option, notice, setup_logging, size_options, user_errors
+from ingan.cli.common import Duration, check_plain_stem, collect_sizes, device_option, notice, setup_logging, size_options, user_errors
 from ingan.extras import install_hint
-from ingan.fsutil import is_plain_stem
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -98,12 +97,6 @@ def _check_peak(ctx: click.Context, param: click.Parameter, value: float | None)
     return value
 
 
-def _check_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
-    if not is_plain_stem(name):
-        raise click.BadParameter(f"'{name}' is not a plain file stem; use e.g. 'bench'", param_hint="'--name'")
-    return name
-
-
 @click.group(cls=DefaultToRun, context_settings=CONTEXT)
 def main() -> None:
     """Benchmark ingan models: latency, throughput, cold start, memory and FLOP/s per backend and size.
@@ -146,7 +139,7 @@ def main() -> None:
                    "to get it on a CPU).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="Report folder. [default: bench-YYYYmmdd-HHMMSS beside the first model]")
-@click.option("--name", default="bench", show_default=True, callback=_check_name,
+@click.option("--name", default="bench", show_default=True, callback=check_plain_stem,
               help="Report file stem: NAME.json, NAME.md, NAME.png.")
 @click.option("--no-plot", is_flag=True, help="Do not draw NAME.png.")
 @click.option("--any-size", is_flag=True,

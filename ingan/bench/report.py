@@ -3,6 +3,8 @@ and the cell-by-cell comparison of two reports.
 
 Every time is in milliseconds unless its name ends in `_s`. Field meanings and their
 trtexec counterparts: docs/bench.md. matplotlib is imported only to draw the plot.
+(Longer than the house's ~450-line guide on purpose: one module owns the report format, so
+its schema, validator and every rendering of it change together.)
 """
 
 from __future__ import annotations

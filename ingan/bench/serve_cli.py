@@ -11,15 +11,9 @@ from typing import Any
 
 import click
 
-from ingan.cli.common import Duration, SizeParam, collect_sizes, notice, setup_logging, size_options, user_errors
+from ingan.cli.common import Duration, SizeParam, check_plain_stem, collect_sizes, notice, setup_logging, size_options, user_errors
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _check_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
-    from ingan.bench.cli import _check_name as check  # ingan-bench's own --name check
-
-    return check(ctx, param, name)
 
 
 @click.command("serve", context_settings=CONTEXT)
@@ -60,7 +54,7 @@ def _check_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="Report folder. [default: bench-YYYYmmdd-HHMMSS beside the first model, or in the current "
                    "folder for a URL]")
-@click.option("--name", default="serve", show_default=True, callback=_check_name,
+@click.option("--name", default="serve", show_default=True, callback=check_plain_stem,
               help="Report file stem: NAME.json, NAME.md, NAME.png.")
 @click.option("--no-plot", is_flag=True, help="Do not draw NAME.png.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines and no table on the terminal.")

@@ -183,3 +183,12 @@ def collect_sizes(sizes: tuple[list[tuple[int, int]], ...], old_sizes: tuple[lis
     if required and not merged:
         raise click.UsageError("give at least one --size WxH (e.g. --size 640x360)")
     return list(dict.fromkeys(merged))
+
+
+def check_plain_stem(ctx: click.Context, param: click.Parameter, name: str) -> str:
+    """Click callback for options naming output files (--name): a plain file stem, no folders."""
+    from ingan.fsutil import is_plain_stem
+
+    if not is_plain_stem(name):
+        raise click.BadParameter(f"'{name}' is not a plain file stem; use e.g. 'bench'", ctx, param)
+    return name
