@@ -276,8 +276,8 @@ def _resume_defaults(payload: dict[str, Any]) -> dict[str, int]:
 
 def _run(trainer: Any, out_dir: Path, options: Any, action: str, began: float) -> int:
     from ingan.train.monitor import write_monitor
-    from ingan.train.budget import TimeBudget, finish_cost
-    from ingan.train.run_control import StepClock, StopControl, loss_sync_every, progress_bar
+    from ingan.train.budget import finish_cost
+    from ingan.train.run_control import RunTimer, loss_sync_every, progress_bar
     from ingan.train.trainer import run_loop
 
     cfg = trainer.config
@@ -303,12 +303,8 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str, began: float) -
             notice(f"this run samples output sizes in steps of {cfg.generator.size_multiple} px (thousands of "
                    "shapes), so CUDA graphs will rarely be reused; start new runs with --size-step 32")
 
-    budget = None
-    if options.time_budget is not None:
-        budget = TimeBudget(options.time_budget, began)
-        budget.finish_took(finish_cost([trainer]))
-    stop = StopControl(budget)
-    clock = StepClock()
+    timer = RunTimer(options.time_budget, began, lambda: finish_cost([trainer]))
+    stop, clock = timer.stop, timer.clock
     start_iter = trainer.iteration
 
     sync_every = loss_sync_every(trainer.device)
@@ -316,9 +312,7 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str, began: float) -
 
     def on_step(t: Any) -> None:
         bar.update(1)
-        clock.tick()
-        if budget is not None:
-            budget.step_took(clock.last_step_s)
+        timer.step_done()
         it = t.iteration
         if it % sync_every == 0 or it == cfg.iters:
             losses = t.losses()
@@ -326,14 +320,11 @@ def _run(trainer: Any, out_dir: Path, options: Any, action: str, began: float) -
                 f"G {losses.g_gan:.3f} rec {losses.g_rec:.3f} D {losses.d_real:.3f}/{losses.d_fake:.3f}",
                 refresh=False,
             )
-        finishing = time.monotonic()
-        if it % options.save_every == 0 and it < cfg.iters:
-            t.save(ckpt_path)
-        if it % options.monitor_every == 0 and it < cfg.iters:
-            write_monitor(t, out_dir)
-        if budget is not None and it % options.save_every == 0 and it % options.monitor_every == 0:
-            budget.finish_took(time.monotonic() - finishing)  # a real save + monitor: the finish's cost
-        clock.pause_ended()  # saves and monitors are not step time
+        with timer.between_steps(it % options.save_every == 0 and it % options.monitor_every == 0):
+            if it % options.save_every == 0 and it < cfg.iters:
+                t.save(ckpt_path)
+            if it % options.monitor_every == 0 and it < cfg.iters:
+                write_monitor(t, out_dir)
 
     # SIGTERM (timeout, docker stop, job schedulers) saves like the first Ctrl-C.
     try:

@@ -20,7 +20,7 @@ from ingan.fsutil import ensure_output_dir
 from ingan.train.config import RunOptions
 from ingan.train.group import GroupTrainer
 from ingan.train.step import StepLosses
-from ingan.train.run_control import StepClock, StopControl, loss_sync_every, progress_bar
+from ingan.train.run_control import RunTimer, loss_sync_every, progress_bar
 from ingan.train.trainer import run_loop
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def run_group(group: GroupTrainer, out_dirs: Sequence[str | Path], options: RunO
     """Train `group` until its config's `iters`, the time budget or a signal; member i
     writes into out_dirs[i] (created). The time budget counts from `began` (a
     time.monotonic() value; default: now) and includes the final saves and monitors."""
-    from ingan.train.budget import TimeBudget, finish_cost
+    from ingan.train.budget import finish_cost
     from ingan.train.monitor import write_monitor
 
     options = options or group.options
@@ -62,22 +62,19 @@ def run_group(group: GroupTrainer, out_dirs: Sequence[str | Path], options: RunO
         group.sync_members()  # each member's own generator draws its monitor
         return [write_monitor(m.trainer, folder) for m, folder in zip(group.members, folders)]
 
-    budget = None
-    if options.time_budget is not None:
-        budget = TimeBudget(options.time_budget, time.monotonic() if began is None else began)
+    def probe_finish() -> float:
         group.sync_members()  # the probe saves and retargets each member as it is now
-        budget.finish_took(finish_cost([m.trainer for m in group.members]))
-    stop = StopControl(budget)
-    clock = StepClock()
+        return finish_cost([m.trainer for m in group.members])
+
+    timer = RunTimer(options.time_budget, time.monotonic() if began is None else began, probe_finish)
+    stop, clock = timer.stop, timer.clock
     start_iter = group.iteration
     sync_every = loss_sync_every(group.device)
     bar = progress_bar(cfg.iters, start_iter, options.quiet, desc=f"{group.group_size} images")
 
     def on_step(trained: GroupTrainer) -> None:
         bar.update(1)
-        clock.tick()
-        if budget is not None:
-            budget.step_took(clock.last_step_s)
+        timer.step_done()
         it = trained.iteration
         if it % sync_every == 0 or it == cfg.iters:
             losses = trained.losses()
@@ -87,14 +84,11 @@ def run_group(group: GroupTrainer, out_dirs: Sequence[str | Path], options: RunO
                 f"D {sum(l.d_real for l in losses) / n:.3f}/{sum(l.d_fake for l in losses) / n:.3f}",
                 refresh=False,
             )
-        finishing = time.monotonic()
-        if it % options.save_every == 0 and it < cfg.iters:
-            trained.save(paths)
-        if it % options.monitor_every == 0 and it < cfg.iters:
-            write_monitors()
-        if budget is not None and it % options.save_every == 0 and it % options.monitor_every == 0:
-            budget.finish_took(time.monotonic() - finishing)
-        clock.pause_ended()
+        with timer.between_steps(it % options.save_every == 0 and it % options.monitor_every == 0):
+            if it % options.save_every == 0 and it < cfg.iters:
+                trained.save(paths)
+            if it % options.monitor_every == 0 and it < cfg.iters:
+                write_monitors()
 
     try:
         with stop:

@@ -3,11 +3,12 @@ it went, and its progress bar."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ingan.train.budget import TimeBudget
 
@@ -109,3 +110,31 @@ def progress_bar(total: int, initial: int, quiet: bool, desc: str | None = None)
 def loss_sync_every(device: Any) -> int:
     """How often (in iterations) the bar reads the losses: each read waits for a GPU."""
     return 1 if device.type == "cpu" else 25
+
+
+class RunTimer:
+    """One run's clock, time budget and stop control, fed by its step callback (one image or
+    a group): `step_done()` after each step, `between_steps()` around its saves and monitors."""
+
+    def __init__(self, time_budget: float | None, began: float, finish_probe: Callable[[], float]) -> None:
+        self.budget: TimeBudget | None = None
+        if time_budget is not None:
+            self.budget = TimeBudget(time_budget, began)
+            self.budget.finish_took(finish_probe())
+        self.stop = StopControl(self.budget)
+        self.clock = StepClock()
+
+    def step_done(self) -> None:
+        self.clock.tick()
+        if self.budget is not None:
+            self.budget.step_took(self.clock.last_step_s)
+
+    @contextlib.contextmanager
+    def between_steps(self, measures_finish: bool) -> Iterator[None]:
+        """Saves and monitors are not step time; a save and a monitor together measure what
+        the final ones will cost (`measures_finish`)."""
+        started = time.monotonic()
+        yield
+        if self.budget is not None and measures_finish:
+            self.budget.finish_took(time.monotonic() - started)
+        self.clock.pause_ended()
