@@ -63,7 +63,7 @@ def pytest_command(repo: Path = REPO) -> list[str]:
 
 def cuda_status() -> tuple[bool, str]:
     """(True, '') when a CUDA GPU is usable through cuda-python or torch; never imports torch first."""
-    from ingan.runtime.trt_engine import cuda_device_status
+    from ingan.runtime.cuda import cuda_device_status
 
     ok, why = cuda_device_status()
     if ok:

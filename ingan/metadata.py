@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ingan.contract import INPUT_NAMES, OPTIONAL_INPUTS, SIZE_INPUT
 from ingan.errors import InganError
 from ingan.fsutil import atomic_path
+from ingan.sizes import in_range
 
 FORMAT = "ingan-model"
 # 2: sizes are labelled objects {"width": W, "height": H}; 1 (still read): [height, width] lists.
@@ -33,9 +35,6 @@ def size_from_label(value: Any) -> Any:
     if isinstance(value, dict) and set(value) == {"width", "height"}:
         return [value["height"], value["width"]]
     return value
-# The graph contract's inputs (docs/onnx-contract.md) and the sidecar flag that declares each
-# optional one.
-OPTIONAL_INPUTS = {"image": "image_input", "homography": "warp"}
 
 
 # The validated size range is also written into the ONNX file itself (a model property), which
@@ -131,8 +130,7 @@ class ModelMetadata:
         return Path(path)
 
     def size_in_range(self, size: tuple[int, int]) -> bool:
-        h, w = size
-        return self.min_size[0] <= h <= self.max_size[0] and self.min_size[1] <= w <= self.max_size[1]
+        return in_range(size, self.min_size, self.max_size)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> "ModelMetadata":
@@ -227,8 +225,8 @@ class ModelMetadata:
     def input_problems(self, input_names: Iterable[str]) -> list[str]:
         """Where a loaded graph's or engine's inputs disagree with this sidecar."""
         names = set(input_names)
-        problems = [] if "size" in names else ["no 'size' input"]
-        unknown = names - {"size", *OPTIONAL_INPUTS}
+        problems = [] if SIZE_INPUT in names else [f"no '{SIZE_INPUT}' input"]
+        unknown = names - set(INPUT_NAMES)
         if unknown:
             problems.append(f"unknown inputs {sorted(unknown)}")
         for name, flag in OPTIONAL_INPUTS.items():

@@ -145,7 +145,7 @@ def nvml_gpus() -> list[dict[str, Any]] | None:
 
 def cuda_runtime_info() -> dict[str, Any] | None:
     """Driver/runtime CUDA versions and the current device via cuda-python, or None without a GPU."""
-    from ingan.runtime.trt_engine import cuda_device_info, cuda_device_status, import_cudart
+    from ingan.runtime.cuda import cuda_device_info, cuda_device_status, import_cudart
 
     ok, _why = cuda_device_status()
     if not ok:

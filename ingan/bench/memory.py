@@ -6,7 +6,7 @@ from typing import Any
 
 
 def _cudart() -> Any:
-    from ingan.runtime.trt_engine import import_cudart
+    from ingan.runtime.cuda import import_cudart
 
     return import_cudart()
 

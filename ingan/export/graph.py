@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ingan import contract
 from ingan.errors import ConfigError
 from ingan.model.generator import Generator
 from ingan.model.deploy import baked_generator
@@ -47,7 +48,7 @@ class ExportSpec:
 
     @property
     def input_names(self) -> list[str]:
-        return ["size"] + (["image"] if self.image_input else []) + (["homography"] if self.warp else [])
+        return contract.input_names(self.image_input, self.warp)
 
 
 class _Fp32Norm(nn.Module):

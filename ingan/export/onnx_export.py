@@ -11,13 +11,12 @@ from pathlib import Path
 
 import torch
 
+from ingan.contract import HOMOGRAPHY_INPUT, IMAGE_INPUT, OUTPUT_NAME, SIZE_INPUT
 from ingan.errors import InganError, first_line
 from ingan.export.graph import ExportSpec, RetargetGraph
 from ingan.model.generator import Generator
 
 log = logging.getLogger(__name__)
-
-OUTPUT_NAME = "output"
 
 
 class ExportError(InganError):
@@ -26,11 +25,11 @@ class ExportError(InganError):
 
 def example_inputs(spec: ExportSpec, image_hw: tuple[int, int], size: tuple[int, int]) -> dict[str, torch.Tensor]:
     """Inputs for tracing and for the PyTorch side of validation."""
-    inputs: dict[str, torch.Tensor] = {"size": torch.tensor(size, dtype=torch.int64)}
+    inputs: dict[str, torch.Tensor] = {SIZE_INPUT: torch.tensor(size, dtype=torch.int64)}
     if spec.image_input:
-        inputs["image"] = torch.full((1, 3, *image_hw), 0.5)
+        inputs[IMAGE_INPUT] = torch.full((1, 3, *image_hw), 0.5)
     if spec.warp:
-        inputs["homography"] = torch.eye(3).unsqueeze(0)
+        inputs[HOMOGRAPHY_INPUT] = torch.eye(3).unsqueeze(0)
     return inputs
 
 
@@ -38,12 +37,12 @@ def _dynamic_shapes(spec: ExportSpec) -> dict[str, object] | None:
     if not spec.image_input and not spec.warp:
         return None
     batch = torch.export.Dim("batch", min=1, max=256)
-    shapes: dict[str, object] = {"size": None}
+    shapes: dict[str, object] = {SIZE_INPUT: None}
     if spec.image_input:
-        shapes["image"] = {0: batch, 2: torch.export.Dim("in_height", min=8, max=16384),
+        shapes[IMAGE_INPUT] = {0: batch, 2: torch.export.Dim("in_height", min=8, max=16384),
                            3: torch.export.Dim("in_width", min=8, max=16384)}
     if spec.warp:
-        shapes["homography"] = {0: batch} if spec.image_input else None
+        shapes[HOMOGRAPHY_INPUT] = {0: batch} if spec.image_input else None
     return shapes
 
 

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 import ingan
+from ingan.contract import HOMOGRAPHY_INPUT, IMAGE_INPUT, OUTPUT_NAME, SIZE_INPUT, graph_feed
 from ingan.errors import ConfigError, InganError, OptionError
 from ingan.export.graph import ExportSpec, RetargetGraph
-from ingan.export.onnx_export import OUTPUT_NAME, export_onnx
+from ingan.export.onnx_export import export_onnx
 from ingan.export.validate import (
     ValidationReport,
     ToleranceExceeded,
@@ -128,13 +129,12 @@ def torch_reference(
     return to_uint8(y).numpy()
 
 
-def graph_feed(spec: ExportSpec, ckpt: Checkpoint, size: tuple[int, int]) -> dict[str, np.ndarray]:
-    feed: dict[str, np.ndarray] = {"size": np.asarray(size, dtype=np.int64)}
-    if spec.image_input:
-        feed["image"] = (np.transpose(ckpt.image, (2, 0, 1))[None].astype(np.float32) / 255.0)
-    if spec.warp:
-        feed["homography"] = top_shift_homography(*VALIDATION_SHIFTS).astype(np.float32)[None]
-    return feed
+def validation_feed(spec: ExportSpec, ckpt: Checkpoint, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The graph's inputs for one validation check at `size`: the training image (when it is
+    an input) and the validation warp (when the graph has one)."""
+    image = np.transpose(ckpt.image, (2, 0, 1))[None].astype(np.float32) / 255.0 if spec.image_input else None
+    homography = top_shift_homography(*VALIDATION_SHIFTS).astype(np.float32)[None] if spec.warp else None
+    return graph_feed(size, image, homography)
 
 
 def validate_with_onnxruntime(
@@ -149,9 +149,9 @@ def validate_with_onnxruntime(
     outputs, expected = {}, {}
     for size in sizes:
         _say(progress, f"checking the {spec.precision} graph in ONNX Runtime against PyTorch at {size[1]}x{size[0]}")
-        feed = graph_feed(spec, ckpt, size)
+        feed = validation_feed(spec, ckpt, size)
         got = session.run([OUTPUT_NAME], feed)[0]
-        expected[size] = torch_reference(generator, image, size, spec.output, feed.get("homography"))
+        expected[size] = torch_reference(generator, image, size, spec.output, feed.get(HOMOGRAPHY_INPUT))
         report.checks.append(compare_outputs(expected[size], got, size, spec.output, spec.precision))
         outputs[size] = got
     if spec.precision == "fp16":
@@ -183,8 +183,8 @@ def check_fp16_arithmetic(
     for size, reference in expected.items():
         _say(progress, f"checking fp16 arithmetic in PyTorch ({report.fp16_arithmetic.split(':')[0]}) at "
                        f"{size[1]}x{size[0]}")
-        feed = graph_feed(spec, ckpt, size)
-        kwargs = {k: torch.from_numpy(v).to(where) for k, v in feed.items() if k != "size"}
+        feed = validation_feed(spec, ckpt, size)
+        kwargs = {k: torch.from_numpy(v).to(where) for k, v in feed.items() if k != SIZE_INPUT}
         with torch.no_grad():
             got = graph(torch.tensor(size), **kwargs).cpu().numpy()
         report.fp16_emulation.append(compare_outputs(reference, got, size, spec.output, "fp16"))
@@ -197,11 +197,11 @@ def _say(progress: Callable[[str], None] | None, message: str) -> None:
 
 def _io_specs(spec: ExportSpec) -> tuple[list[TensorSpec], list[TensorSpec]]:
     batch: int | str = "batch" if spec.image_input else 1
-    inputs = [TensorSpec("size", "int64", [2])]
+    inputs = [TensorSpec(SIZE_INPUT, "int64", [2])]
     if spec.image_input:
-        inputs.append(TensorSpec("image", "float32", ["batch", 3, "in_height", "in_width"]))
+        inputs.append(TensorSpec(IMAGE_INPUT, "float32", ["batch", 3, "in_height", "in_width"]))
     if spec.warp:
-        inputs.append(TensorSpec("homography", "float32", [batch, 3, 3]))
+        inputs.append(TensorSpec(HOMOGRAPHY_INPUT, "float32", [batch, 3, 3]))
     if spec.output == "uint8":
         outputs = [TensorSpec(OUTPUT_NAME, "uint8", [batch, "height", "width", 3])]
     else:
@@ -322,7 +322,7 @@ def _build_engines(onnx_outputs: dict, options: ExportOptions, ckpt: Checkpoint,
         return (f"no TensorRT engine built: {reason}. The ONNX files run with ONNX Runtime; to build an "
                 "engine, run ingan-export on a machine with TensorRT and a CUDA GPU (add --engine to make "
                 "that a hard requirement)")
-    from ingan.runtime.trt_engine import TrtEngineSession
+    from ingan.runtime.trt_session import TrtEngineSession
 
     h, w = ckpt.image.shape[:2]
     for precision, (onnx_path, spec, ort_outputs) in onnx_outputs.items():
@@ -341,8 +341,8 @@ def _build_engines(onnx_outputs: dict, options: ExportOptions, ckpt: Checkpoint,
             report = ValidationReport(precision=precision, tolerance=ENGINE_TOLERANCE)
             with TrtEngineSession(tmp_plan.read_bytes(), allow_host_code=options.version_compatible) as session:
                 for size in check_sizes:
-                    feed = graph_feed(spec, ckpt, size)
-                    got = session.run(size, image=feed.get("image"), homography=feed.get("homography"))
+                    feed = validation_feed(spec, ckpt, size)
+                    got = session.run(size, image=feed.get(IMAGE_INPUT), homography=feed.get(HOMOGRAPHY_INPUT))
                     check = compare_outputs(ort_outputs[size], got, size, spec.output, "fp16")
                     report.checks.append(check)
             if not report.passed:

@@ -24,17 +24,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ingan.contract import HOMOGRAPHY_INPUT, IMAGE_INPUT, INPUT_NAMES, SIZE_INPUT
 from ingan.errors import ConfigError, DeviceError, InganError, OutputPathError
 from ingan.extras import install_hint, missing
 from ingan.fsutil import atomic_path
-from ingan.runtime.trt_engine import (
-    HOMOGRAPHY_INPUT,
-    IMAGE_INPUT,
-    SIZE_INPUT,
-    cuda_device_info,
-    cuda_device_status,
-    make_logger,
-)
+from ingan.runtime.cuda import cuda_device_info, cuda_device_status
+from ingan.runtime.trt_helpers import make_logger
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +64,7 @@ class EngineBuildConfig:
         for label, value in sizes.items():
             if len(value) != 2 or any(int(v) < 1 for v in value):
                 raise ConfigError(f"{label} size {value} must be two positive integers (height, width)")
-        _check_ordered("size", self.min_size, self.opt_size, self.max_size, "--min-size/--opt-size/--max-size")
+        _check_ordered(SIZE_INPUT, self.min_size, self.opt_size, self.max_size, "--min-size/--opt-size/--max-size")
         if self.image_shape is not None:
             if len(self.image_shape) != 3:
                 raise ConfigError("image_shape needs three shapes: min, opt, max")
@@ -246,7 +241,7 @@ def _network_inputs(network: Any) -> dict[str, Any]:
 def _set_profile(network: Any, profile: Any, config: EngineBuildConfig) -> dict:
     """Fill the optimization profile from the network's inputs; return it as plain data."""
     inputs = _network_inputs(network)
-    unknown = sorted(set(inputs) - {SIZE_INPUT, IMAGE_INPUT, HOMOGRAPHY_INPUT})
+    unknown = sorted(set(inputs) - set(INPUT_NAMES))
     if SIZE_INPUT not in inputs or unknown:
         raise EngineBuildError(
             f"the ONNX graph's inputs {sorted(inputs)} do not follow docs/onnx-contract.md "

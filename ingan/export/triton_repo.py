@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ingan.contract import SIZE_INPUT
 from ingan.errors import InganError
 from ingan.fsutil import atomic_path, ensure_output_dir
 from ingan.metadata import ModelMetadata, TensorSpec, sidecar_path
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx", ""), "tensorrt": ("tensorrt_plan", "model.plan", "_trt")}
 DATA_TYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_FP32", "float16": "TYPE_FP16",
               "uint8": "TYPE_UINT8"}
-SHAPE_TENSORS = ("size",)  # the contract's inputs whose values are shapes
+SHAPE_TENSORS = (SIZE_INPUT,)  # the contract's inputs whose values are shapes
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 from ingan.errors import ConfigError, InganError
 from ingan.metadata import ModelMetadata
 from ingan.runtime.registry import BenchVariant, LoadOptions, register
-from ingan.sizes import format_size
+from ingan.sizes import check_in_range, format_size
 
 
 @dataclass(frozen=True)
@@ -133,18 +133,11 @@ class Runner(abc.ABC):
         return bool(self.metadata.warp)
 
     def check_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        h, w = int(size[0]), int(size[1])
-        if h < 1 or w < 1:
-            raise ConfigError(f"size {w}x{h} must be positive")
-        if not self.metadata.size_in_range((h, w)):
-            hint = {"tensorrt": "rebuild the engine with ingan-export --min-size/--max-size",
-                    "onnx": "re-export with ingan-export --min-size/--max-size"}.get(
-                self.metadata.kind, "train with a wider scale range (a checkpoint's range is the one it was trained on)")
-            raise ConfigError(
-                f"size {w}x{h} is outside this model's range {format_size(self.min_size)} .. "
-                f"{format_size(self.max_size)} (width x height); pick a size inside it or {hint}"
-            )
-        return h, w
+        """The size check of every request (ingan.sizes.check_in_range); ConfigError naming the fix."""
+        hint = {"tensorrt": "rebuild the engine with ingan-export --min-size/--max-size",
+                "onnx": "re-export with ingan-export --min-size/--max-size"}.get(
+            self.metadata.kind, "train with a wider scale range (a checkpoint's range is the one it was trained on)")
+        return check_in_range(size, self.min_size, self.max_size, fix=hint)
 
     def retarget(
         self, size: tuple[int, int], homography: np.ndarray | None = None, image: np.ndarray | None = None

@@ -31,7 +31,7 @@ from ingan.errors import InganError, first_line
 from ingan.runtime import render
 from ingan.runtime.cli import ScaleParam, WarpParam
 from ingan.serve.catalog import Catalog, ModelEntry
-from ingan.sizes import format_size, parse_size
+from ingan.sizes import format_size, in_range, parse_size
 
 # format parameter -> (Pillow format, media type)
 FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "jpg": ("JPEG", "image/jpeg"),
@@ -272,8 +272,7 @@ def check_size(entry: ModelEntry, size: tuple[int, int], max_pixels: int) -> Non
         raise RequestError(413, f"{format_size(size)} is {h * w:,} pixels, over this server's limit of "
                            f"{max_pixels:,} (ingan-serve --max-pixels); ask for a smaller size", max_pixels=max_pixels)
     assert entry.min_size is not None and entry.max_size is not None
-    (lo_h, lo_w), (hi_h, hi_w) = entry.min_size, entry.max_size
-    if not (lo_h <= h <= hi_h and lo_w <= w <= hi_w):
+    if not in_range(size, entry.min_size, entry.max_size):
         low, high = format_size(entry.min_size), format_size(entry.max_size)
         raise RequestError(400, f"size {format_size(size)} is outside the range of model '{entry.id}', {low} .. "
                            f"{high} (width x height); pick a size inside it", allowed={"min": low, "max": high})

@@ -19,7 +19,7 @@ import click
 from ingan.cli.common import notice
 from ingan.errors import ConfigError
 from ingan.serve.client import SUFFIX_FORMATS, ServeClient, ServerError, split_model_url
-from ingan.sizes import format_size, parse_size
+from ingan.sizes import check_in_range, format_size, parse_size
 
 # ingan-run options that only mean something for a model file run in this process.
 LOCAL_ONLY = {"collage": "--collage", "sweep": "--sweep", "sweep_steps": "--sweep-steps", "fps": "--fps",
@@ -103,7 +103,7 @@ def run_remote(url: str, sizes: tuple[tuple[int, int], ...] = (), scales: tuple[
 
 
 def _in_range(size: tuple[int, int], low: tuple[int, int], high: tuple[int, int], what: str) -> tuple[int, int]:
-    if not (low[0] <= size[0] <= high[0] and low[1] <= size[1] <= high[1]):
-        raise ConfigError(f"{what}: size {format_size(size)} is outside this model's range {format_size(low)} .. "
-                          f"{format_size(high)} (width x height); pick a size inside it")
-    return size
+    try:
+        return check_in_range(size, low, high)
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: {exc}") from None

@@ -175,7 +175,7 @@ def test_sizes_repeat_and_the_old_spelling_still_works(tiny_models, tmp_path):
 def test_device_cuda_without_gpu(tiny_models):
     import pytest
 
-    from ingan.runtime.trt_engine import cuda_device_status
+    from ingan.runtime.cuda import cuda_device_status
 
     if cuda_device_status()[0]:
         pytest.skip("this machine has a GPU")

@@ -59,13 +59,15 @@ def fakes(monkeypatch):
             return (fk.Err.cudaSuccess,)
 
     import ingan.runtime.backends.trt as backend
-    import ingan.runtime.trt_engine as engine_mod
+    import ingan.runtime.cuda as cuda_mod
+    import ingan.runtime.trt_session as session_mod
 
     cudart = EventCudart()
     trt = fk.FakeTrt(cudart)
-    monkeypatch.setattr(engine_mod, "import_cudart", lambda: cudart)
-    monkeypatch.setattr(engine_mod, "_import_trt", lambda lean: trt)
-    monkeypatch.setattr(engine_mod, "cuda_device_status", lambda: (True, ""))
+    monkeypatch.setattr(cuda_mod, "import_cudart", lambda: cudart)  # cuda_device_info
+    monkeypatch.setattr(session_mod, "import_cudart", lambda: cudart)
+    monkeypatch.setattr(session_mod, "import_tensorrt", lambda lean: trt)
+    monkeypatch.setattr(session_mod, "cuda_device_status", lambda: (True, ""))
     monkeypatch.setattr(backend, "import_cudart", lambda: cudart)
     monkeypatch.setattr(backend, "cuda_device_status", lambda: (True, ""))
     monkeypatch.setattr(backend, "_module_available", lambda name: True)

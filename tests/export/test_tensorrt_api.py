@@ -1,8 +1,8 @@
 """TensorRT / CUDA API names used by ingan, checked against real bindings or the docs.
 
 No full TensorRT (Builder, OnnxParser) installs on the project's CPU machines, so:
-- runtime names (ingan/runtime/trt_engine.py and the backend ingan/runtime/backends/trt.py)
-  are checked against the real `tensorrt_lean` 11.x bindings and the CUDA names against
+- runtime names (the session and its helpers, ingan/runtime/{cuda,trt_helpers,trt_io,
+  trt_graphs,trt_session}.py, and the backend ingan/runtime/backends/trt.py) are checked against the real `tensorrt_lean` 11.x bindings and the CUDA names against
   `cuda.bindings.runtime`;
 - builder names (ingan/export/tensorrt_build.py) are checked against a list verified by hand
   in the TensorRT 11.x docs and 11.1 binding sources (URLs below), plus `tensorrt_lean` for
@@ -36,11 +36,12 @@ import pytest
 from ingan.errors import ConfigError, InganError, MissingDependencyError
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME_SRC = ROOT / "ingan" / "runtime" / "trt_engine.py"
-BACKEND_SRC = ROOT / "ingan" / "runtime" / "backends" / "trt.py"
+RUNTIME_DIR = ROOT / "ingan" / "runtime"
+SESSION_SRCS = tuple(RUNTIME_DIR / f"{name}.py" for name in ("cuda", "trt_helpers", "trt_io", "trt_graphs", "trt_session"))
+BACKEND_SRC = RUNTIME_DIR / "backends" / "trt.py"
 BUILD_SRC = ROOT / "ingan" / "export" / "tensorrt_build.py"
-RUNTIME_SRCS = (RUNTIME_SRC, BACKEND_SRC)
-ALL_SRCS = (RUNTIME_SRC, BACKEND_SRC, BUILD_SRC)
+RUNTIME_SRCS = (*SESSION_SRCS, BACKEND_SRC)
+ALL_SRCS = (*SESSION_SRCS, BACKEND_SRC, BUILD_SRC)
 
 MODULE = "module"  # role label for the `trt` module itself
 
@@ -81,11 +82,11 @@ CUDART_NAMES: set[str] = {
     "cudaStreamDestroy",
     # backends/trt.py: device selection
     "cudaSetDevice",
-    # trt_engine.py: the optional CUDA-graph cache (trtexec's TrtCudaGraph recipe)
+    # trt_graphs.py: the optional CUDA-graph cache (trtexec's TrtCudaGraph recipe)
     "cudaStreamBeginCapture", "cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal",
     "cudaStreamEndCapture", "cudaGraphInstantiate", "cudaGraphLaunch", "cudaGraphExecDestroy",
     "cudaGraphDestroy", "cudaGetLastError",
-    # trt_engine.py: TrtEngineSession.enqueue(events=...) records the caller's events (ingan.bench)
+    # trt_session.py: TrtEngineSession.enqueue(events=...) records the caller's events (ingan.bench)
     "cudaEventRecord",
 }
 CUDA_DEVICE_PROP_NAMES = {"name", "major", "minor"}
@@ -257,8 +258,8 @@ def _cudart():
 def test_runtime_uses_exactly_the_listed_tensorrt_names():
     used = set().union(*(_collect(_tree(path), RUNTIME_ROLES) for path in RUNTIME_SRCS))
     listed = _flatten(RUNTIME_TRT_NAMES)
-    assert used - listed == set(), "trt_engine.py / backends/trt.py use TensorRT names missing from RUNTIME_TRT_NAMES"
-    assert listed - used == set(), "RUNTIME_TRT_NAMES lists names trt_engine.py / backends/trt.py no longer use"
+    assert used - listed == set(), "the runtime's TensorRT modules use names missing from RUNTIME_TRT_NAMES"
+    assert listed - used == set(), "RUNTIME_TRT_NAMES lists names the runtime's TensorRT modules no longer use"
 
 
 def test_runtime_tensorrt_names_exist_on_lean_bindings():
@@ -284,7 +285,7 @@ def test_get_tensor_profile_values_order_matches_installed_bindings():
     str_first = first_type == "str" and "int" in second_type.lower()
     assert int_first or str_first, f"unexpected signature: {signature}"
 
-    from ingan.runtime.trt_engine import tensor_profile_values
+    from ingan.runtime.trt_helpers import tensor_profile_values
 
     table = {("size", 0): [[8, 8], [32, 48], [64, 80]]}
 
@@ -402,7 +403,7 @@ def test_modules_import_without_torch_or_tensorrt():
         """
         import json, sys
         import ingan.export.tensorrt_build as build
-        import ingan.runtime.trt_engine
+        import ingan.runtime.trt_session
         loaded_at_import = sorted(m for m in ("torch", "tensorrt", "tensorrt_lean") if m in sys.modules)
         build.tensorrt_status()
         print(json.dumps({"import": loaded_at_import, "torch_after_status": "torch" in sys.modules}))
@@ -429,7 +430,7 @@ def test_tensorrt_status_explains_what_is_missing():
 
 
 def test_cuda_device_status_reason_names_the_cuda_error():
-    from ingan.runtime.trt_engine import cuda_device_status
+    from ingan.runtime.cuda import cuda_device_status
 
     ok, reason = cuda_device_status()
     if not ok:
@@ -483,7 +484,7 @@ def test_build_engine_without_tensorrt_names_the_extra(tmp_path):
 
 
 def test_size_range_check_names_range_and_fix():
-    from ingan.runtime.trt_engine import check_size_in_range
+    from ingan.runtime.trt_io import check_size_in_range
 
     assert check_size_in_range((np.int64(33), 47), (8, 8), (64, 80)) == (33, 47)
     assert check_size_in_range((8, 80), (8, 8), (64, 80)) == (8, 80)
@@ -491,7 +492,7 @@ def test_size_range_check_names_range_and_fix():
         with pytest.raises(ConfigError) as info:
             check_size_in_range(size, (8, 8), (64, 80))
         if size[0] > 0:
-            assert "8x8 .. 64x80" in str(info.value)
+            assert "8x8 .. 80x64 (width x height)" in str(info.value)  # the runners' wording: WIDTHxHEIGHT
             assert "ingan-export --min-size/--max-size" in str(info.value)
     with pytest.raises(ConfigError):
         check_size_in_range((1, 2, 3), (8, 8), (64, 80))
@@ -530,7 +531,7 @@ def test_parser_errors_are_all_listed():
 
 def test_logger_keeps_errors_on_real_ilogger_base():
     trt = _lean()
-    from ingan.runtime.trt_engine import make_logger
+    from ingan.runtime.trt_helpers import make_logger
 
     logger = make_logger(trt)
     assert isinstance(logger, trt.ILogger)
@@ -568,7 +569,7 @@ def test_session_refuses_to_start_without_gpu_or_plan():
     """Here (no GPU) this is a DeviceError raised before deserialization, which would
     segfault without a GPU; on a GPU machine the junk plan fails to load."""
     _lean()
-    from ingan.runtime.trt_engine import TrtEngineSession
+    from ingan.runtime.trt_session import TrtEngineSession
 
     with pytest.raises(InganError):
         TrtEngineSession(b"not a TensorRT plan", lean=True)
@@ -694,7 +695,7 @@ def built(tmp_path_factory):
      ("float", [(8, 8), (33, 47), (64, 64)])],
 )
 def test_engine_matches_onnxruntime(built, kind, sizes):
-    from ingan.runtime.trt_engine import TrtEngineSession
+    from ingan.runtime.trt_session import TrtEngineSession
 
     onnx_path, plan_path, result = built(kind)
     assert "TF32" not in result.flags
@@ -718,7 +719,7 @@ def test_engine_matches_onnxruntime(built, kind, sizes):
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_image_and_homography_inputs(built):
-    from ingan.runtime.trt_engine import TrtEngineSession
+    from ingan.runtime.trt_session import TrtEngineSession
 
     onnx_path, plan_path, result = built("image")
     assert result.profile["homography"] == {"min": [1, 3, 3], "opt": [2, 3, 3], "max": [2, 3, 3]}
@@ -743,7 +744,7 @@ def test_image_and_homography_inputs(built):
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_out_of_profile_size_is_a_config_error(built):
-    from ingan.runtime.trt_engine import TrtEngineSession
+    from ingan.runtime.trt_session import TrtEngineSession
 
     _onnx_path, plan_path, _result = built("uint8")
     session = TrtEngineSession(plan_path.read_bytes())
@@ -764,7 +765,8 @@ def test_out_of_profile_size_is_a_config_error(built):
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_version_compatible_plan_needs_host_code_opt_in(built):
-    from ingan.runtime.trt_engine import EngineLoadError, TrtEngineSession
+    from ingan.runtime.trt_helpers import EngineLoadError
+    from ingan.runtime.trt_session import TrtEngineSession
 
     onnx_path, plan_path, result = built("uint8_vc")
     assert "VERSION_COMPATIBLE" in result.flags
@@ -785,7 +787,7 @@ def test_version_compatible_plan_runs_on_lean_runtime(built):
     code = textwrap.dedent(
         f"""
         import sys, numpy as np
-        from ingan.runtime.trt_engine import TrtEngineSession
+        from ingan.runtime.trt_session import TrtEngineSession
         with TrtEngineSession(open({str(plan_path)!r}, "rb").read(), lean=True, allow_host_code=True) as s:
             np.save(sys.argv[1], s.run((16, 32)))
         """

@@ -174,7 +174,7 @@ def test_check_gpu_match(tmp_path):
 
 def test_check_tensorrt_version(tmp_path):
     from ingan.runtime.backends.trt import check_tensorrt_version
-    from ingan.runtime.trt_engine import EngineLoadError
+    from ingan.runtime.trt_helpers import EngineLoadError
 
     plan = tmp_path / "model.plan"
     assert check_tensorrt_version(INFO, "tensorrt", "11.4.1.2", plan) is None  # patch level may differ
@@ -239,7 +239,7 @@ def test_backend_imports_without_torch_or_tensorrt():
 
 
 def _no_gpu_here() -> None:
-    from ingan.runtime.trt_engine import cuda_device_status
+    from ingan.runtime.cuda import cuda_device_status
 
     ok, _reason = cuda_device_status()
     if ok:
@@ -570,13 +570,15 @@ def fake(monkeypatch):
     """Route ingan's TensorRT/CUDA entry points to the fakes; yields (trt, cudart)."""
     pytest.importorskip("cuda.bindings", reason="the fakes use cuda-python's handle types")
     import ingan.runtime.backends.trt as backend
-    import ingan.runtime.trt_engine as engine_mod
+    import ingan.runtime.cuda as cuda_mod
+    import ingan.runtime.trt_session as session_mod
 
     cudart = FakeCudart()
     trt = FakeTrt(cudart)
-    monkeypatch.setattr(engine_mod, "import_cudart", lambda: cudart)
-    monkeypatch.setattr(engine_mod, "_import_trt", lambda lean: trt)
-    monkeypatch.setattr(engine_mod, "cuda_device_status", lambda: (True, ""))
+    monkeypatch.setattr(cuda_mod, "import_cudart", lambda: cudart)  # cuda_device_info
+    monkeypatch.setattr(session_mod, "import_cudart", lambda: cudart)
+    monkeypatch.setattr(session_mod, "import_tensorrt", lambda lean: trt)
+    monkeypatch.setattr(session_mod, "cuda_device_status", lambda: (True, ""))
     monkeypatch.setattr(backend, "import_cudart", lambda: cudart)
     monkeypatch.setattr(backend, "cuda_device_status", lambda: (True, ""))
     available = {"tensorrt": True, "tensorrt_lean": True}
@@ -597,7 +599,7 @@ def _graph_calls(cudart: FakeCudart) -> list[str]:
 
 
 def _session(trt, **kwargs):
-    from ingan.runtime.trt_engine import TrtEngineSession
+    from ingan.runtime.trt_session import TrtEngineSession
 
     return TrtEngineSession(b"fake plan", **kwargs)
 
@@ -621,7 +623,7 @@ def test_session_without_graphs_runs_plainly(fake):
     host_before = len(cudart.host)
     session.run((9, 9))
     assert len(cudart.host) == host_before  # the pinned `size` staging is not reallocated per run
-    with pytest.raises(ConfigError, match=r"8x8 \.\. 32x40"):
+    with pytest.raises(ConfigError, match=r"size 8x33 .* 8x8 \.\. 40x32 \(width x height\)"):  # WIDTHxHEIGHT
         session.run((33, 8))
     session.close()
     _assert_all_freed(cudart)
@@ -690,7 +692,7 @@ def test_capture_failure_falls_back_and_logs_once(fake, caplog):
     trt, cudart = fake
     trt.capturable = False
     session = _session(trt, cuda_graphs=4)
-    with caplog.at_level(logging.DEBUG, logger="ingan.runtime.trt_engine"):
+    with caplog.at_level(logging.DEBUG, logger="ingan.runtime.trt_graphs"):
         for size in [(8, 8), (8, 8), (16, 16), (8, 8)]:
             np.testing.assert_array_equal(session.run(size), expected_output(size))
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -762,7 +764,7 @@ def test_runner_with_cuda_graphs(fake, tmp_path):
 
 def test_runner_checks_run_before_the_plan_is_read(fake, tmp_path):
     from ingan.runtime.backends.trt import TrtRunner
-    from ingan.runtime.trt_engine import EngineLoadError
+    from ingan.runtime.trt_helpers import EngineLoadError
 
     trt, cudart = fake
     plan, meta = write_model(tmp_path)

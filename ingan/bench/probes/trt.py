@@ -32,7 +32,7 @@ class TrtProbe(Probe):
     def __init__(self, session: Any, size: tuple[int, int], meta: ModelMetadata, graphs: bool,
                  device_name: str, owner: Any = None, baseline: int | None = None) -> None:
         super().__init__()
-        from ingan.runtime.trt_engine import check_cuda, import_cudart
+        from ingan.runtime.cuda import check_cuda, import_cudart
 
         missing = [name for name in self._NEEDED if not hasattr(session, name)]
         if missing:

@@ -33,15 +33,10 @@ from ingan.extras import install_hint, missing
 from ingan.metadata import MetadataError, ModelMetadata
 from ingan.runtime.base import Runner, graph_homography, to_hwc_uint8
 from ingan.runtime.registry import BenchVariant, LoadOptions
-from ingan.runtime.trt_engine import (
-    EngineLoadError,
-    TrtEngineSession,
-    _import_trt,
-    check_cuda,
-    cuda_device_info,
-    cuda_device_status,
-    import_cudart,
-)
+from ingan.runtime.cuda import check_cuda, cuda_device_info, cuda_device_status, import_cudart
+from ingan.runtime.trt_graphs import check_cuda_graphs
+from ingan.runtime.trt_helpers import EngineLoadError, import_tensorrt
+from ingan.runtime.trt_session import TrtEngineSession
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +91,6 @@ def parse_device(device: str | None, onnx: Path | None = None) -> int | None:
     if index is None:
         raise DeviceError(f"device '{device}': a .plan runs only on an NVIDIA GPU (cuda[:N]); {_onnx_hint(onnx)}")
     return index
-
-
-def check_cuda_graphs(cuda_graphs: Any) -> int:
-    if isinstance(cuda_graphs, bool) or not isinstance(cuda_graphs, int) or cuda_graphs < 0:
-        raise ConfigError(f"cuda_graphs must be a whole number >= 0 (0 = off), got {cuda_graphs!r}")
-    return cuda_graphs
 
 
 def check_gpu_present(ok: bool, reason: str, plan: Path, onnx: Path | None) -> None:
@@ -248,7 +237,7 @@ def _module_available(name: str) -> bool:
 
 
 def _load_module(name: str) -> ModuleType:
-    return _import_trt(lean=name == LEAN_MODULE)
+    return import_tensorrt(lean=name == LEAN_MODULE)
 
 
 def _select_device(index: int | None) -> int:
