@@ -1,8 +1,9 @@
 """ONNX (docs/onnx-contract.md) -> TensorRT plan, for TensorRT 10.x and 11.x.
 
 `tensorrt` is imported only inside functions, so importing this module costs nothing and
-never pulls in torch. API choices that keep one code path for 10.x and 11.x (sources in
-shared/notes/tensorrt.md and tests/export/test_tensorrt_api.py):
+never pulls in torch. API choices that keep one code path for 10.x and 11.x (sources: the
+NVIDIA links below and tests/export/test_tensorrt_api.py, which checks the names against the
+real bindings):
 
 - `builder.create_network(0)`: 11.x removed `NetworkDefinitionCreationFlag.EXPLICIT_BATCH`
   (10.x ignores it anyway) and is always strongly typed, so precision comes from the ONNX

@@ -20,7 +20,7 @@ import numpy as np
 from ingan.cli.common import collect_sizes, device_option, notice, setup_logging, size_options, user_errors
 from ingan.errors import ConfigError, OutputPathError
 from ingan.fsutil import MODEL_FILES, existing_file
-from ingan.runtime.registry import BackendNames
+from ingan.runtime.registry import backend_choice
 from ingan.sizes import format_size
 
 SIZE_HELP = ("Output size WIDTHxHEIGHT in pixels, e.g. 640x360; repeat the option or give a comma list. Every "
@@ -100,7 +100,7 @@ class WarpParam(click.ParamType):
                    "top. Needs a model exported with ingan-export --warp; applies to every output.")
 @click.option("--image", type=click.Path(path_type=Path), metavar="IMG",
               help="The image to retarget, for models exported with --image-input only.")
-@click.option("--backend", type=click.Choice(BackendNames(), case_sensitive=False),
+@click.option("--backend", type=backend_choice(),
               help="[default: from the file's suffix: .plan/.engine TensorRT, .onnx ONNX Runtime, .pt PyTorch, or "
                    "another registered backend's]")
 @device_option("Where ONNX Runtime and PyTorch models run (a .plan always runs on its GPU).")

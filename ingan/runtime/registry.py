@@ -16,7 +16,7 @@ import os
 import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ingan.errors import ConfigError
 
@@ -149,15 +149,19 @@ def bench_variants() -> dict[str, tuple[type[Runner], BenchVariant]]:
     return table
 
 
-class BackendNames(Sequence[str]):
-    """The registered backend names, read when iterated: a `click.Choice` built on this lists
-    backends declared after the command was defined (plug-ins, a test's toy runner)."""
+def backend_choice() -> Any:
+    """A `click.Choice` of the registered backend names, read when the command runs or shows
+    its help (click freezes a plain choice list when the command is defined): a backend
+    declared later (a plug-in, a test's toy runner) is offered too."""
+    import click
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(backend_names())
+    class BackendChoice(click.Choice):  # type: ignore[type-arg]
+        @property  # type: ignore[override]
+        def choices(self) -> tuple[str, ...]:
+            return tuple(backend_names())
 
-    def __len__(self) -> int:
-        return len(backend_names())
+        @choices.setter
+        def choices(self, value: Any) -> None:  # click's __init__ assigns it; the registry decides
+            pass
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
-        return backend_names()[index]
+    return BackendChoice((), case_sensitive=False)

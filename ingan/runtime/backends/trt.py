@@ -14,7 +14,11 @@ GPU work the runner checks, in this order, each failure one line naming the fix:
 The checks are pure functions of the sidecar metadata and the facts found here, so the CPU
 tests cover every branch; the runner only gathers the facts. Sources for the rules:
 https://docs.nvidia.com/deeplearning/tensorrt/11.1.0/inference-library/engine-compatibility.html
-and shared/notes/tensorrt.md §1.4.
+(version-compatible plans embed a lean runtime, load only with engine_host_code_allowed, and run
+on the same or a newer runtime: 11.0 plans on 11.1+, 10.x plans on 11; never 8.x on 11),
+https://docs.nvidia.com/deeplearning/tensorrt/11.4.1/getting-started/support-matrix.html, and
+for the lean runtime loading only version-compatible plans
+https://github.com/NVIDIA/TensorRT/issues/4790. docs/export.md ("TensorRT engines") sums it up.
 """
 
 from __future__ import annotations
@@ -191,7 +195,7 @@ def check_tensorrt_version(info: Mapping[str, Any], module_name: str, module_ver
 
     A plain plan loads only in the TensorRT major.minor that built it. A version-compatible
     plan loads in the same or a newer runtime (10.x plans in 11.x too; 8.x plans not in 11.x)
-    (engine-compatibility docs; shared/notes/tensorrt.md §1.4).
+    (the engine-compatibility docs named in the module docstring).
     """
     built = _major_minor(info["version"], "the plan's")
     here = _major_minor(module_version, f"the installed {module_name}")
