@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from ingan.demo import main
 
 
+@pytest.mark.slow
 def test_demo_writes_an_index_linking_everything(tiny_checkpoint, tmp_path, no_half_cpu_convolutions):
     # The guard fixture fails this test if any step (the FP16 export check, the benchmark's
     # PyTorch cells, ...) runs a half-precision convolution on the CPU.
@@ -43,6 +45,7 @@ def test_demo_corrupt_checkpoint_creates_nothing(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_demo_into_a_foreign_folder_says_so(tiny_checkpoint, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import json
 import shutil
 import subprocess
@@ -35,6 +36,7 @@ def test_help():
     assert run("compare", "--help").exit_code == 0
 
 
+@pytest.mark.slow
 def test_cpu_run_writes_json_markdown_and_plot(tiny_models, tmp_path):
     onnx_path, fp16_path, ckpt = tiny_models
     out = tmp_path / "out"
@@ -49,6 +51,7 @@ def test_cpu_run_writes_json_markdown_and_plot(tiny_models, tmp_path):
     assert (out / "bench.md").read_text().startswith("# ingan-bench report")
 
 
+@pytest.mark.slow
 def test_explicit_run_subcommand_default_out_dir_and_name(tiny_models, tmp_path, monkeypatch):
     import shutil
 
@@ -151,6 +154,7 @@ def test_a_size_no_model_accepts_is_refused_before_any_work(tiny_models, tmp_pat
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_a_size_only_some_models_accept_runs_on_those(tiny_models, tmp_path):
     onnx_path, _, ckpt = tiny_models  # the checkpoint's trained range is narrower than the export's
     result = run(onnx_path, ckpt, "--size", "120x96", "--backends", "ort-cpu,torch-fp32", *FAST,
@@ -182,6 +186,7 @@ def test_device_cuda_without_gpu(tiny_models):
     one_line_error(run(tiny_models[0], "--size", "52x40", "--device", "cuda", "-q"), "--device cuda: no CUDA backend")
 
 
+@pytest.mark.slow
 def test_onnx_only_run_never_imports_torch(tiny_models, tmp_path):
     code = textwrap.dedent(f"""
         import sys

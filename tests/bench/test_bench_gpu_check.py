@@ -20,6 +20,7 @@ def gpu_check():
     return module
 
 
+@pytest.mark.slow
 def test_cpu_smoke_flow(gpu_check, tiny_models, tmp_path):
     onnx_path, fp16_path, ckpt = tiny_models
     out = tmp_path / "check"
@@ -49,6 +50,7 @@ def test_pytest_step_selects_the_gpu_markers(gpu_check):
     assert command[-1].endswith("tests")
 
 
+@pytest.mark.slow
 def test_merge_keeps_both_passes(gpu_check, tiny_report):
     first = dict(tiny_report, cells=tiny_report["cells"][:2])
     second = dict(tiny_report, cells=tiny_report["cells"][1:4])

@@ -90,6 +90,7 @@ def test_parse_backends():
         parse_backends("ort-cpu,ort-gpu")
 
 
+@pytest.mark.slow
 def test_plan_cells_on_this_machine(tiny_models):
     onnx_path, _fp16, ckpt = tiny_models
     models = [inspect_model(onnx_path), inspect_model(ckpt)]

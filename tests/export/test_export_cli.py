@@ -22,6 +22,7 @@ def test_help():
     assert result.exit_code == 0 and "--fp16" in result.output and "--engine / --no-engine" in result.output
 
 
+@pytest.mark.slow
 def test_cli_export_explains_missing_tensorrt(tiny_checkpoint, tmp_path):
     result = run(tiny_checkpoint, "-o", tmp_path, "--min-size", "16x16", "--max-size", "80x64")
     assert result.exit_code == 0, result.output
@@ -30,6 +31,7 @@ def test_cli_export_explains_missing_tensorrt(tiny_checkpoint, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
 
 
+@pytest.mark.slow
 def test_fp16_export_never_runs_half_convolutions_on_the_cpu(tiny_checkpoint, tmp_path, no_half_cpu_convolutions):
     result = run(tiny_checkpoint, "-o", tmp_path, "--fp16", "--min-size", "16x16", "--max-size", "80x64")
     assert result.exit_code == 0, result.output
@@ -42,6 +44,7 @@ def test_fp16_export_never_runs_half_convolutions_on_the_cpu(tiny_checkpoint, tm
     assert all(c["passed"] and c["psnr_db"] >= 40 for c in meta.validation["fp16_emulation"])
 
 
+@pytest.mark.slow
 def test_engine_flag_requires_tensorrt(tiny_checkpoint, tmp_path):
     result = run(tiny_checkpoint, "-o", tmp_path, "--engine", "-q")
     one_line_error(result, "--engine: cannot build a TensorRT engine: the 'tensorrt' package is not installed")
@@ -69,6 +72,7 @@ def test_truncated_checkpoint(tiny_checkpoint, tmp_path):
     one_line_error(run(broken, "-o", tmp_path / "o"), "truncated, corrupt")
 
 
+@pytest.mark.slow
 def test_newer_checkpoint_format(tiny_checkpoint, tmp_path):
     payload = load_checkpoint(tiny_checkpoint).payload
     torch.save({**payload, "format_version": FORMAT_VERSION + 1}, tmp_path / "new.pt")
@@ -97,6 +101,7 @@ def test_usage_errors(tiny_checkpoint, args):
     assert run(tiny_checkpoint, *args).exit_code == 2
 
 
+@pytest.mark.slow
 def test_exporter_failure_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("simulated exporter failure")
@@ -106,6 +111,7 @@ def test_exporter_failure_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch)
     assert _no_files(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_validation_failure_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch):
     import ingan.export.pipeline as pipeline
 
@@ -120,6 +126,7 @@ def test_validation_failure_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatc
     assert _no_files(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_opset_17_and_giant_sizes_are_refused(tiny_checkpoint, tmp_path):
     result = CliRunner().invoke(main, [str(tiny_checkpoint), "--no-engine", "--opset", "17", "-o", str(tmp_path / "a")])
     assert result.exit_code == 2 and "Invalid value for '--opset'" in result.output
@@ -128,6 +135,7 @@ def test_opset_17_and_giant_sizes_are_refused(tiny_checkpoint, tmp_path):
     assert result.exit_code == 2 and "exceeds 8192 px per side" in result.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["", "a/b", "a\\b", ".hidden"])
 def test_name_must_be_a_plain_file_stem(tiny_checkpoint, tmp_path, name):
     usage_error(run(tiny_checkpoint, "-o", tmp_path / "o", "--name", name), "use a plain file stem")

@@ -36,6 +36,7 @@ def test_graph_contract(default_export):
     assert model.graph.node[-1].op_type == "Cast"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(16, 16), (17, 33), (40, 52), (95, 23), (61, 119), (96, 120)])
 def test_any_size_in_range_matches_pytorch(default_export, tiny_checkpoint, size):
     out, _ = default_export
@@ -47,6 +48,7 @@ def test_any_size_in_range_matches_pytorch(default_export, tiny_checkpoint, size
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
 
 
+@pytest.mark.slow
 def test_the_colour_calibration_is_part_of_the_graph(default_export, tiny_checkpoint):
     out, _ = default_export
     ckpt = load_checkpoint(tiny_checkpoint)
@@ -62,6 +64,7 @@ def test_the_colour_calibration_is_part_of_the_graph(default_export, tiny_checkp
         assert np.abs(got - with_cal).mean() < 0.5 < np.abs(got - without).mean(), name
 
 
+@pytest.mark.slow
 def test_metadata_describes_the_model(default_export, tiny_checkpoint):
     out, _ = default_export
     meta = ModelMetadata.read(sidecar_path(out / "model.onnx"))
@@ -101,6 +104,7 @@ def test_fp16_graph_is_fp16_inside_with_fp32_norms_and_meets_psnr(default_export
     assert len(checks) == 6 and all(c["psnr_db"] >= 40 for c in checks)
 
 
+@pytest.mark.slow
 def test_image_input_warp_float_variant(tiny_checkpoint, tmp_path):
     result = export_checkpoint(tiny_checkpoint, ExportOptions(out_dir=tmp_path, name="dyn", image_input=True,
                                                               warp=True, output="float", engine="skip"))
@@ -138,6 +142,7 @@ def test_default_size_range_comes_from_the_trained_scales(tiny_checkpoint, tmp_p
     assert sizes.max == (int(hi * 40), int(hi * 52))
 
 
+@pytest.mark.slow
 def test_a_failed_fp16_check_leaves_the_previous_export_untouched(tiny_checkpoint, tmp_path, monkeypatch):
     from ingan.errors import InganError
     from ingan.export import pipeline

@@ -94,6 +94,7 @@ def test_fit_leaves_a_training_generator_untouched(image, tiny_config):
         assert torch.equal(value, before[key]), key  # no power iteration ran
 
 
+@pytest.mark.slow
 def test_checkpoints_carry_the_calibration_and_serving_applies_it(tmp_path, image, tiny_config):
     trainer = Trainer(image, tiny_config, RunOptions(device="cpu"))
     trainer.step()
@@ -114,6 +115,7 @@ def test_checkpoints_carry_the_calibration_and_serving_applies_it(tmp_path, imag
         torch.testing.assert_close(served(x, (24, 80)), expected)
 
 
+@pytest.mark.slow
 def test_no_calibration_option_and_old_checkpoints(tmp_path, image, tiny_config):
     trainer = Trainer(image, tiny_config, RunOptions(device="cpu", colour_calibration=False))
     path = trainer.save(tmp_path / "ckpt.pt")
@@ -122,6 +124,7 @@ def test_no_calibration_option_and_old_checkpoints(tmp_path, image, tiny_config)
     assert ckpt.colour_calibration is None and ckpt.build_generator().colour_calibration is None
 
 
+@pytest.mark.slow
 def test_a_damaged_calibration_is_a_one_line_checkpoint_error(tmp_path, image, tiny_config):
     payload = Trainer(image, tiny_config, RunOptions(device="cpu")).state()
     payload.update(format="ingan-checkpoint", format_version=1)
@@ -149,6 +152,7 @@ def test_a_diverged_generator_is_reported_as_such_not_as_a_calibration_problem(t
         trainer.save(tmp_path / "ckpt.pt")
 
 
+@pytest.mark.slow
 def test_one_fit_per_iteration_serves_the_save_and_every_monitor_tile(tmp_path, image, tiny_config, monkeypatch):
     import ingan.train.trainer as trainer_module
     from ingan.train.monitor import MONITOR_SCALES, write_monitor

@@ -37,6 +37,7 @@ def test_not_a_torch_file(tmp_path):
         load_checkpoint(path)
 
 
+@pytest.mark.slow
 def test_truncated_file(tmp_path, payload):
     path = save_checkpoint(tmp_path / "ckpt.pt", payload)
     data = path.read_bytes()
@@ -86,6 +87,7 @@ def test_schema_violations(tmp_path, payload):
         load_checkpoint(tmp_path / "b.pt")
 
 
+@pytest.mark.slow
 def test_weights_that_do_not_match_the_config(tmp_path, payload):
     odd = {**payload, "format": "ingan-checkpoint", "format_version": 1,
            "generator_config": {**payload["generator_config"], "base_channels": 8}}
@@ -113,6 +115,7 @@ sys.exit(result.exit_code)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module, args", [("export.cli", ["-o", "{out}"]), ("runtime.cli", ["-o", "{out}/x.png"])])
 def test_a_forged_config_is_refused_before_any_large_allocation(tmp_path, payload, module, args):
     """A small file whose config asks for a huge generator (each field within its range)."""

@@ -5,6 +5,7 @@ from ingan.model.config import DiscriminatorConfig
 from ingan.model.discriminator import MultiScaleDiscriminator, count_scales, scale_weights
 
 
+@pytest.mark.slow
 def test_paper_crop_gives_nine_scales_of_224k_parameters():
     d = MultiScaleDiscriminator(256)
     assert len(d.nets) == 9

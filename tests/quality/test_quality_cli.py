@@ -51,6 +51,7 @@ def test_help():
     assert "--sizes" not in result.output  # the old spelling works but is not advertised
 
 
+@pytest.mark.slow
 def test_checkpoint_end_to_end(tiny_checkpoint, sizes, tmp_path):
     result = run(tiny_checkpoint, "--size", size_arg(sizes), "-o", tmp_path, "--max-patches", "500")
     assert result.exit_code == 0, result.output
@@ -81,6 +82,7 @@ def test_checkpoint_end_to_end(tiny_checkpoint, sizes, tmp_path):
     assert png.shape[1] == 52 + 3 * sizes[0][1] + 5 * margin  # input + 3 methods at the widest size
 
 
+@pytest.mark.slow
 def test_default_output_folder_and_quiet(tiny_checkpoint, sizes, tmp_path):
     ckpt = shutil.copy(tiny_checkpoint, tmp_path / "ckpt.pt")
     result = run(ckpt, "--size", size_arg(sizes[:1]), "--size", size_arg(sizes[1:]), "-q", "--levels", "1")
@@ -91,6 +93,7 @@ def test_default_output_folder_and_quiet(tiny_checkpoint, sizes, tmp_path):
     assert all(m["levels_used"] == 1 for r in report["results"] for m in r["methods"].values())
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(tiny_checkpoint, sizes, tmp_path):
     runs = []
     for name in ("a", "b"):
@@ -104,6 +107,7 @@ def test_same_seed_same_numbers(tiny_checkpoint, sizes, tmp_path):
     assert runs[0] == runs[1]
 
 
+@pytest.mark.slow
 def test_evaluate_api_with_an_open_runner(tiny_checkpoint, sizes, tmp_path):
     with ingan.runtime.load(tiny_checkpoint) as runner:
         report = evaluate(runner, sizes[:1], None, max_patches=200, levels=1)
@@ -211,6 +215,7 @@ def test_missing_model(tmp_path):
     assert not (tmp_path / "q").exists()
 
 
+@pytest.mark.slow
 def test_size_outside_the_range(tiny_checkpoint, tmp_path):
     one_line_error(run(tiny_checkpoint, "--size", "5000x40", "-o", tmp_path / "q"),
                    "outside this model's range")
@@ -224,6 +229,7 @@ def test_unknown_device(tiny_checkpoint, tmp_path):
     assert result.exit_code == 2 and "unknown device 'tpu'; use auto, cpu, cuda or cuda:N" in result.output
 
 
+@pytest.mark.slow
 def test_output_folder_is_a_file(tiny_checkpoint, sizes, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -117,6 +117,7 @@ def test_identical_image_scores_zero(tex):
     assert 0.0 < sampled.swd < 0.05 and sampled.swd < stretched.swd / 2
 
 
+@pytest.mark.slow
 def test_tiled_texture_beats_a_stretched_one(tex):
     tiled = np.concatenate([tex, tex], axis=1)
     stretched = np.asarray(Image.fromarray(tex).resize((128, 48), Image.Resampling.BICUBIC))

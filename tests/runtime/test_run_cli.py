@@ -199,6 +199,7 @@ def test_scale_to_size():
     assert render.scale_to_size((40, 52), 0.001, 0.001) == (1, 1)
 
 
+@pytest.mark.slow
 def test_no_torch_for_onnx(onnx_model, tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(ingan.__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
@@ -359,6 +360,7 @@ def test_a_sidecar_claiming_a_wider_range_than_the_model_is_refused(model_copy, 
     assert files(tmp_path) == ["m"]
 
 
+@pytest.mark.slow
 def test_an_export_killed_between_its_renames_leaves_the_old_model_loadable(tiny_checkpoint, tmp_path, monkeypatch):
     """The new sidecar is renamed first and remembers the old one; the model rename is killed."""
     import ingan.fsutil

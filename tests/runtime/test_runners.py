@@ -23,6 +23,7 @@ def models(default_export, tiny_checkpoint):
     return {"onnx": out / "model.onnx", "onnx_fp16": out / "model_fp16.onnx", "pt": tiny_checkpoint}
 
 
+@pytest.mark.slow
 def test_every_available_backend_gives_the_same_images(models):
     reference = ingan.runtime.load(models["pt"])
     assert reference.backend == "pytorch" and reference.device == "cpu"
@@ -41,6 +42,7 @@ def test_every_available_backend_gives_the_same_images(models):
     reference.close()
 
 
+@pytest.mark.slow
 def test_pytorch_backend_range_matches_export_defaults(models, tiny_checkpoint):
     from ingan.export.pipeline import ExportOptions, size_range
     from ingan.model.checkpoint import load_checkpoint

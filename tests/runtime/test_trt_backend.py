@@ -225,6 +225,7 @@ def test_check_engine_matches_metadata(tmp_path):
 # ============================================================================ without a GPU
 
 
+@pytest.mark.slow
 def test_backend_imports_without_torch_or_tensorrt():
     code = textwrap.dedent(
         """

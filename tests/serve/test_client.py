@@ -136,6 +136,7 @@ def test_a_slow_model_answers_504(catalog):
         server.stop()
 
 
+@pytest.mark.slow
 def test_the_client_reconnects_when_the_server_closed_an_idle_connection(client):
     client.retarget("alpha", "64x48")
     connection = client._connection

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import sys
 import ingan
 
 
+@pytest.mark.slow
 def test_serving_never_imports_torch(served_models):
     code = (
         "import asyncio, sys\n"

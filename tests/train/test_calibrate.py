@@ -1,3 +1,4 @@
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -13,6 +14,7 @@ def _uncalibrated(tmp_path, image, tiny_config):
     return trainer, trainer.save(tmp_path / "ckpt.pt")
 
 
+@pytest.mark.slow
 def test_calibrating_an_old_checkpoint_matches_what_training_would_have_stored(tmp_path, image, tiny_config):
     trainer, path = _uncalibrated(tmp_path, image, tiny_config)
     result = CliRunner().invoke(main, [str(path), "-o", str(tmp_path / "cal.pt")])
@@ -26,6 +28,7 @@ def test_calibrating_an_old_checkpoint_matches_what_training_would_have_stored(t
         assert torch.equal(value, calibrated.payload["generator"][key])  # weights unchanged
 
 
+@pytest.mark.slow
 def test_in_place_is_idempotent_and_remove_drops_it(tmp_path, image, tiny_config):
     _, path = _uncalibrated(tmp_path, image, tiny_config)
     first = calibrate_checkpoint(path)

@@ -28,6 +28,7 @@ def _static_step(trainer: Trainer, inputs: StaticStepInputs) -> tuple[torch.Tens
     return tuple(losses.unbind())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_transform", [0.0, 0.3])
 def test_static_buffer_step_equals_the_eager_step(image, tiny_config, max_transform):
     config = tiny_config.with_overrides(max_transform=max_transform)
@@ -65,6 +66,7 @@ def test_cuda_graphs_refuse_a_cpu_run(image, tiny_config):
         Trainer(image, tiny_config, RunOptions(device="cpu", cuda_graphs=True))
 
 
+@pytest.mark.slow
 def test_checkpoint_optimizer_state_is_portable(tmp_path, image, tiny_config):
     """A graph run keeps lr in device tensors and capturable Adam; its checkpoint must
     still resume in an eager run (simulated here by the same group settings on CPU)."""
@@ -81,6 +83,7 @@ def test_checkpoint_optimizer_state_is_portable(tmp_path, image, tiny_config):
     assert all(math.isfinite(v) for v in vars(resumed.losses()).values())
 
 
+@pytest.mark.slow
 def test_resume_uses_this_runs_fused_setting_not_the_saved_one(tmp_path, image, tiny_config):
     """torch's load_state_dict restores the saved `fused` flag; a CUDA-written state
     (fused) resumed on CPU, or a CPU-written one on CUDA, must follow the new device."""

@@ -82,6 +82,7 @@ def _config(tiny_config, **changes):
     return tiny_config.with_overrides(inverse_start=1, lr_decay_start=3, **changes)
 
 
+@pytest.mark.slow
 def test_group_of_one_is_the_single_image_run(image, tiny_config):
     config = _config(tiny_config)
     single = Trainer(image, config, CPU)
@@ -103,6 +104,7 @@ def test_group_of_one_is_the_single_image_run(image, tiny_config):
     _assert_same_outputs(single, member)
 
 
+@pytest.mark.slow
 def test_each_member_of_three_trains_as_its_own_single_run(tiny_config):
     """Different image sizes and seeds, homographies on: each member equals its single
     run given the group's output sizes (the leader's), every other draw its own."""
@@ -146,6 +148,7 @@ def _paths(tmp_path, n: int):
     return [tmp_path / f"m{i}" / "ckpt.pt" for i in range(n)]
 
 
+@pytest.mark.slow
 def test_resumed_group_continues_bit_exactly(tmp_path, tiny_config):
     config = _config(tiny_config, max_transform=0.3)
     straight = GroupTrainer.from_images(_two_images(), config, CPU, names=["a.png", "b.png"], seeds=[0, 1])
@@ -209,6 +212,7 @@ def test_member_checkpoint_is_an_ordinary_checkpoint(tmp_path, tiny_config):
     assert result.artifacts
 
 
+@pytest.mark.slow
 def test_a_member_resumes_alone_on_its_own_streams(tmp_path, tiny_config):
     """A member's checkpoint resumed as one image continues the member's own random
     streams: its next draws are the ones the member would draw in the group."""
@@ -230,6 +234,7 @@ def test_a_member_resumes_alone_on_its_own_streams(tmp_path, tiny_config):
     assert all(math.isfinite(v) for v in vars(alone.losses()).values())
 
 
+@pytest.mark.slow
 def test_members_must_share_config_and_iteration(tmp_path, tiny_config, image):
     from ingan.errors import ConfigError
     from ingan.train.group import Member
@@ -246,6 +251,7 @@ def test_members_must_share_config_and_iteration(tmp_path, tiny_config, image):
         GroupTrainer.from_images([image, np.zeros((24, 64, 3), np.uint8)], tiny_config, CPU)
 
 
+@pytest.mark.slow
 def test_run_group_saves_monitors_and_stops_on_budget_and_signals(tmp_path, tiny_config, monkeypatch):
     import os
     import signal

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = dict(preset="quick", device="cpu", crop_size=32, warmup_steps=1, steps=2)
 
 
+@pytest.mark.slow
 def test_measures_a_single_image_and_a_group(monkeypatch):
     single = measure_training_speed(SpeedOptions(**TINY, count_ops=True))
     assert single.error is None and single.images == 1 and single.steps == 2
@@ -32,12 +33,14 @@ def test_measures_a_single_image_and_a_group(monkeypatch):
     assert images_rate_gain(group, single) == pytest.approx(group.images_it_per_s / single.images_it_per_s)
 
 
+@pytest.mark.slow
 def test_a_failing_variant_is_reported_not_raised():
     report = measure_training_speed(SpeedOptions(**TINY, cuda_graphs=True))
     assert report.error.startswith("DeviceError: CUDA graphs need a CUDA device")
     assert report.it_per_s == 0 and images_rate_gain(report, report) is None
 
 
+@pytest.mark.slow
 def test_the_time_cap_ends_the_timed_steps_early():
     report = measure_training_speed(SpeedOptions(**{**TINY, "steps": 50}, max_seconds=0.0))
     assert report.steps == 1 and report.error is None
@@ -93,6 +96,7 @@ print('MODULES=' + json.dumps(modules))
 """
 
 
+@pytest.mark.slow
 def test_gpu_script_dry_run_on_cpu(tmp_path):
     """benchmarks/gpu_train_speed.py --device cpu --quick: the flow a GPU loan runs, with
     the CUDA-only variants reported as skipped; it imports nothing the bare GPU machine
@@ -122,6 +126,7 @@ def test_gpu_script_dry_run_on_cpu(tmp_path):
     assert "| group 2 eager |" in table and "skipped: needs CUDA" in table
 
 
+@pytest.mark.slow
 def test_gpu_script_skips_what_would_start_after_its_time_cap(tmp_path):
     out = tmp_path / "out"
     done = _run("import runpy, sys; sys.argv = sys.argv[1:]; "

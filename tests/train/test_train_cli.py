@@ -28,6 +28,7 @@ def test_help_explains_quick_preset():
     assert "smoke test" in result.output and "--time-budget" in result.output and "--resume" in result.output
 
 
+@pytest.mark.slow
 def test_short_run_writes_checkpoint_and_monitors(tmp_path, image_file):
     out = tmp_path / "run"
     result = run(image_file, *TINY, "--iters", "4", "--monitor-every", "2", "-o", out, "-q")
@@ -41,6 +42,7 @@ def test_short_run_writes_checkpoint_and_monitors(tmp_path, image_file):
     assert monitor.ndim == 3 and monitor.shape[1] > 3 * 56  # several tiles side by side
 
 
+@pytest.mark.slow
 def test_time_budget_stop_then_resume_equals_uninterrupted(tmp_path, image_file):
     straight = tmp_path / "straight"
     assert run(image_file, *TINY, "--iters", "5", "-o", straight, "-q").exit_code == 0
@@ -59,6 +61,7 @@ def test_time_budget_stop_then_resume_equals_uninterrupted(tmp_path, image_file)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_resume_can_extend_iterations(tmp_path, image_file):
     out = tmp_path / "r"
     run(image_file, *TINY, "--iters", "2", "-o", out, "-q")
@@ -72,6 +75,7 @@ def test_resume_can_extend_iterations(tmp_path, image_file):
     assert fixed.exit_code == 2 and "--crop-size cannot change on --resume" in fixed.output
 
 
+@pytest.mark.slow
 def test_even_scale_weights_on_resume_and_on_new_runs(tmp_path, image_file):
     out = tmp_path / "r"
     run(image_file, *TINY, "--iters", "2", "-o", out, "-q")
@@ -85,6 +89,7 @@ def test_even_scale_weights_on_resume_and_on_new_runs(tmp_path, image_file):
     assert config["scale_weights_hold_at"] == config["scale_weights_even_at"]
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_runs_save_and_monitor_intervals(tmp_path, image_file):
     out = tmp_path / "r"
     run(image_file, *TINY, "--iters", "2", "--save-every", "3", "-o", out, "-q")
@@ -95,6 +100,7 @@ def test_resume_keeps_the_runs_save_and_monitor_intervals(tmp_path, image_file):
     assert load_checkpoint(out / "ckpt.pt").payload["run_options"]["save_every"] == 5
 
 
+@pytest.mark.slow
 def test_resume_into_another_runs_folder_needs_force(tmp_path, image_file):
     first, other = tmp_path / "a", tmp_path / "b"
     run(image_file, *TINY, "--iters", "1", "-o", first, "-q")
@@ -106,6 +112,7 @@ def test_resume_into_another_runs_folder_needs_force(tmp_path, image_file):
     assert run("--resume", first / "ckpt.pt", "--iters", "2", "-o", other, "--force", "-q").exit_code == 0
 
 
+@pytest.mark.slow
 def test_damaged_training_state_is_a_one_line_error(tmp_path, image_file):
     out = tmp_path / "r"
     run(image_file, *TINY, "--iters", "1", "-o", out, "-q")
@@ -114,6 +121,7 @@ def test_damaged_training_state_is_a_one_line_error(tmp_path, image_file):
     one_line_error(run("--resume", tmp_path / "norng.pt", "--iters", "2"), "its training state is damaged")
 
 
+@pytest.mark.slow
 def test_disk_full_on_save_is_a_one_line_error(tmp_path, image_file, monkeypatch):
     def full(*args, **kwargs):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 13840000 vs 13839892")
@@ -135,6 +143,7 @@ def test_absurd_option_values_are_usage_errors(tmp_path, image_file, args, messa
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_cuda_only_switches_on_cpu_are_noticed(tmp_path, image_file):
     result = run(image_file, *TINY, "--iters", "1", "--amp", "--cudnn", "-o", tmp_path / "o", "-q")
     assert result.exit_code == 0 and "--amp, --cudnn only act on CUDA; ignored on cpu" in result.output
@@ -151,6 +160,7 @@ def test_crop_size_not_a_multiple_is_a_usage_error(tmp_path, image_file):
                 "crop size (--crop-size) must be a multiple of 8")
 
 
+@pytest.mark.slow
 def test_refused_resume_creates_no_output_folder(tmp_path, image_file):
     out = tmp_path / "r"
     run(image_file, *TINY, "--iters", "1", "-o", out, "-q")
@@ -159,6 +169,7 @@ def test_refused_resume_creates_no_output_folder(tmp_path, image_file):
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 def test_lr_sets_g_and_d_rates_and_is_fixed_on_resume(tmp_path, image_file):
     out = tmp_path / "lr"
     result = run(image_file, *TINY, "--iters", "2", "--lr", "1e-3", "-o", out, "-q")
@@ -171,6 +182,7 @@ def test_lr_sets_g_and_d_rates_and_is_fixed_on_resume(tmp_path, image_file):
         assert run(image_file, *TINY, "--lr", bad, "-o", tmp_path / "bad").exit_code == 2
 
 
+@pytest.mark.slow
 def test_existing_checkpoint_is_not_overwritten_without_force(tmp_path, image_file):
     out = tmp_path / "r"
     run(image_file, *TINY, "--iters", "1", "-o", out, "-q")
@@ -216,6 +228,7 @@ def test_a_strip_made_too_small_by_max_side_names_max_side(tmp_path):
     assert result.exit_code == 1 and "too small" in result.output and "a larger --max-side" in result.output
 
 
+@pytest.mark.slow
 def test_rgba_and_grayscale_inputs_train_with_notices(tmp_path, image):
     rgba = np.dstack([image, np.full(image.shape[:2], 128, np.uint8)])
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
@@ -225,6 +238,7 @@ def test_rgba_and_grayscale_inputs_train_with_notices(tmp_path, image):
     assert run(tmp_path / "g.png", *TINY, "--iters", "1", "-o", tmp_path / "o2", "-q").exit_code == 0
 
 
+@pytest.mark.slow
 def test_huge_image_is_downscaled_with_notice(tmp_path, image):
     big = np.asarray(Image.fromarray(image).resize((560, 480)))
     Image.fromarray(big).save(tmp_path / "big.png")
@@ -240,6 +254,7 @@ def test_output_folder_that_is_a_file(tmp_path, image_file):
     assert result.exit_code == 1 and "is not a folder" in result.output
 
 
+@pytest.mark.slow
 def test_resume_bad_checkpoints(tmp_path, image_file):
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
@@ -273,6 +288,7 @@ def test_console_script_help_runs_in_a_subprocess():
     assert done.returncode == 0 and "Train InGAN on IMAGE" in done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_ctrl_c_or_sigterm_saves_and_exits(tmp_path, image_file, signum, code):
     import signal
@@ -297,6 +313,7 @@ def test_ctrl_c_or_sigterm_saves_and_exits(tmp_path, image_file, signum, code):
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_init_from_a_serving_checkpoint(tmp_path, image_file):
     from ingan.model.checkpoint import save_checkpoint, slim_payload
 
@@ -330,6 +347,7 @@ def test_cuda_graphs_need_cuda(tmp_path, image_file):
     assert not (tmp_path / "o" / "ckpt.pt").exists()
 
 
+@pytest.mark.slow
 def test_size_step_is_validated_and_fixed_on_resume(tmp_path, image_file):
     usage_error(run(image_file, *TINY, "--size-step", "12", "-o", tmp_path / "a"),
                 "size step (--size-step) must be 0 or a multiple of 8")
@@ -342,6 +360,7 @@ def test_size_step_is_validated_and_fixed_on_resume(tmp_path, image_file):
 
 @pytest.mark.parametrize("name, folder", [("....png", "image"), ("..png", "image"), (". .png", "image"),
                                           ("photo.png", "photo")])
+@pytest.mark.slow
 def test_the_default_output_folder_stays_under_runs(tmp_path, image, monkeypatch, name, folder):
     from PIL import Image as PILImage
 

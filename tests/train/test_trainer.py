@@ -34,6 +34,7 @@ def test_image_smaller_than_crop_is_refused(tiny_config):
         Trainer(np.zeros((44, 60, 3), np.uint8), tiny_config.with_overrides(crop_size=48), CPU)
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip(tmp_path, image, tiny_config):
     trainer = Trainer(image, tiny_config, CPU, image_name="tiny.png")
     trainer.step()
@@ -52,6 +53,7 @@ def test_checkpoint_round_trip(tmp_path, image, tiny_config):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temp files left
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_next_steps_as_an_uninterrupted_run(tmp_path, image, tiny_config):
     straight = Trainer(image, tiny_config, CPU)
     for _ in range(3):
@@ -73,6 +75,7 @@ def test_resume_gives_the_same_next_steps_as_an_uninterrupted_run(tmp_path, imag
         assert torch.equal(a, b), name
 
 
+@pytest.mark.slow
 def test_slim_checkpoint_cannot_resume(tmp_path, image, tiny_config):
     trainer = Trainer(image, tiny_config, CPU)
     trainer.step()
@@ -112,6 +115,7 @@ def test_cuda_checkpoint_resumes_on_cuda(tmp_path, image, tiny_config):
     assert resumed.iteration == 2
 
 
+@pytest.mark.slow
 def test_bf16_channels_last_code_path_runs_on_cpu(image, tiny_config):
     """The CUDA fast path (bf16 autocast + channels-last), exercised on CPU autocast."""
     trainer = Trainer(image, tiny_config, CPU)
