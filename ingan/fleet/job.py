@@ -14,6 +14,7 @@ Heavy imports (torch, the trainer, the exporter) happen only inside `run_job`.
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
 import signal
@@ -202,7 +203,9 @@ def _train(job: GroupJob, group: Sequence[tuple[FleetImage, Any]], options: RunO
         if stop_requested is not None and not asked[0] and stop_requested():
             asked[0] = True
             # The training's own Ctrl-C (run_group's handler): it saves after this step and stops.
-            signal.raise_signal(signal.SIGINT)
+            # Called at the Python level, not as a process signal: Ray workers run with SIGINT
+            # blocked (seen here: the signal stayed pending and training went on).
+            _thread.interrupt_main(signal.SIGINT)
 
     news("start", start)
     try:

@@ -1,33 +1,37 @@
 """A fleet on a Ray cluster: one Ray core task per group (`run_job`), with retries.
 
-Each task asks for `--cpus-per-task` CPUs and `--gpus-per-task` GPUs (fractional: several
-groups share a GPU); Ray sets each task's CUDA_VISIBLE_DEVICES and OMP_NUM_THREADS, and tasks
-that ask for GPUs get a fresh worker process each (Ray's default max_calls=1 for them). A
+Each task asks for `--cpus-per-task` CPUs (and runs torch with that many threads) and
+`--gpus-per-task` GPUs (fractional: several groups share a GPU); Ray sets each task's
+CUDA_VISIBLE_DEVICES, and tasks that ask for GPUs get a fresh worker process each (Ray's
+default max_calls=1 for them). A
 task whose worker dies (kill -9, a lost node, Ray's out-of-memory killer) is retried up to
 `--max-retries` times; the retry calls `run_job` again, which resumes every image from its
 last save. Every node reads the images and writes OUT directly, so on several machines OUT
 and the images must be on a shared file system at the same paths.
 
 Progress reaches the command through a small actor (`ProgressBoard`, no CPU) that tasks post
-events to and the command drains while it waits for the tasks; the same actor carries the
-command's stop request to the tasks.
+events to (without waiting: a task blocked in a Ray call lends its CPU to another task, so
+tasks make no waiting Ray call while they train) and the command drains while it waits.
 
-Ctrl-C / SIGTERM: the command asks every task to stop through the actor. A running task
-turns the request into a SIGINT of its own, which is the training's own Ctrl-C handling
-(ingan/train/run_control.py): the group finishes its step, saves every member and returns;
-a task that starts after the request returns at once. The command waits for them, then exits
-130 / 143. (Not `ray.cancel(force=False)`: Ray reported such a task as cancelled while it was
-still saving, so the command could not wait for its save.) A second Ctrl-C cancels the tasks
-with force (their workers are killed; the last saves stay intact) and exits at once. Once a
-group stops at the time budget, the other tasks are asked to stop the same way.
+Ctrl-C / SIGTERM: the command asks every task to stop by creating a marker file in OUT
+(`.fleet-stop.<random>.tmp`, removed at the end). A running task sees it after its next
+step and turns it into the training's own Ctrl-C (ingan/train/run_control.py): the group
+saves every member and returns; a task that starts afterwards returns at once. The command
+waits for them, then exits 130 / 143. (Not `ray.cancel(force=False)`: Ray reported such a
+task as cancelled while it was still saving, so the command could not wait for its save.)
+A second Ctrl-C cancels the tasks with force (their workers are killed; the last saves stay
+intact) and exits at once. Once a group stops at the time budget, the other tasks are asked
+to stop the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from ingan.errors import InganError, OptionError, first_line
@@ -93,18 +97,10 @@ def gpus_per_task(options: RayOptions) -> float:
 
 
 class ProgressBoard:
-    """Events posted by tasks, collected by the command, and the command's stop request
-    (a Ray actor)."""
+    """Events posted by tasks, collected by the command (a Ray actor)."""
 
     def __init__(self) -> None:
         self._events: list[Progress] = []
-        self._stop = False
-
-    def request_stop(self) -> None:
-        self._stop = True
-
-    def stop_requested(self) -> bool:
-        return self._stop
 
     def post(self, event: Progress) -> None:
         self._events.append(event)
@@ -118,29 +114,31 @@ class ProgressBoard:
         caller's actor calls in order)."""
 
 
-class _StopRequest:
-    """The command's stop request, read from the board at most every POLL_S (a task asks
-    after every step)."""
+class _StopFile:
+    """The command's stop request: its marker file in OUT exists. Looked at (a stat, also on a
+    shared file system) at most every POLL_S; a task asks after every step."""
 
-    def __init__(self, board: Any) -> None:
-        self.board = board
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self.checked = 0.0
-        self.value = False
+        self.seen = False
 
     def __call__(self) -> bool:
-        import ray
-
         now = time.monotonic()
-        if not self.value and now - self.checked >= POLL_S:
+        if not self.seen and now - self.checked >= POLL_S:
             self.checked = now
-            self.value = bool(ray.get(self.board.stop_requested.remote()))
-        return self.value
+            self.seen = self.path.exists()
+        return self.seen
 
 
-def _train_group_task(job: GroupJob, board: Any) -> JobResult:
+def _train_group_task(job: GroupJob, board: Any, threads: int, stop_file: Path) -> JobResult:
     import ray
+    import torch
 
-    result = run_job(job, lambda event: board.post.remote(event), _StopRequest(board))
+    # Ray sets OMP_NUM_THREADS per task, but a reused worker keeps the thread count torch read
+    # when it was first imported (checked: a 2-CPU task ran with 1 thread after a 1-CPU one).
+    torch.set_num_threads(threads)
+    result = run_job(job, lambda event: board.post.remote(event), _StopFile(stop_file))
     ray.get(board.flush.remote())  # the command sees this group's events before its result
     return result
 
@@ -172,7 +170,11 @@ def run_on_ray(jobs: Sequence[GroupJob], record: FleetRecord, options: RayOption
     task = ray.remote(_train_group_task)
     resources = {"num_cpus": options.cpus_per_task, "num_gpus": gpus, "max_retries": options.max_retries,
                  "retry_exceptions": False}
-    running = {task.options(name=_task_name(job), **resources).remote(job, board): job for job in jobs}
+    threads = max(1, round(options.cpus_per_task))
+    # Named like ingan.fsutil's temporary files, so one left by a killed command is cleaned up.
+    stop_file = jobs[0].training.out_dir / f".fleet-stop.{secrets.token_hex(4)}.tmp"
+    running = {task.options(name=_task_name(job), **resources).remote(job, board, threads, stop_file): job
+               for job in jobs}
     stop = StopControl(None, announce=lambda message: record.view.note(
         "interrupt: every group saves after its current step and stops (Ctrl-C again to abort)"))
     stopping = False
@@ -197,10 +199,12 @@ def run_on_ray(jobs: Sequence[GroupJob], record: FleetRecord, options: RayOption
                         record.result(result)
                 if not stopping and running and (stop.should_stop() or record.budget_stopped):
                     stopping = True
-                    board.request_stop.remote()
+                    stop_file.touch()
     except KeyboardInterrupt:  # the second Ctrl-C
         for ref in running:
             ray.cancel(ref, force=True)
         record.interrupted()
         return 130
+    finally:
+        stop_file.unlink(missing_ok=True)
     return stop.exit_code

@@ -57,12 +57,17 @@ def test_ctrl_c_then_a_killed_task_resume_and_a_rerun_skips_all(tmp_path, tiny_c
     spec = FleetSpec(tuple(discover([folder])), training, group_size=2,
                      ray=RayOptions(gpus_per_task=1, cpus_per_task=1, max_retries=2))
 
-    # 1. Ctrl-C at the first save: every task saves after its current step and stops.
-    def interrupt_after_the_first_save(event):
-        if event.kind == "saved":
+    # 1. Ctrl-C once both groups train and one has saved: every task saves after its current
+    # step and stops.
+    started, interrupted = set(), []
+
+    def interrupt_once_both_groups_train(event):
+        started.update([event.stems] if event.kind == "start" else [])
+        if event.kind == "saved" and len(started) == 2 and not interrupted:
+            interrupted.append(event.iteration)
             os.kill(os.getpid(), signal.SIGINT)
 
-    first = train_fleet(spec, interrupt_after_the_first_save)
+    first = train_fleet(spec, interrupt_once_both_groups_train)
     assert first.exit_code == 130 and first.counts["partial"] == 4, first
     stopped_at = {stem: load_checkpoint(out / stem / "ckpt.pt").iteration for stem in ("img0", "img1", "img2", "img3")}
     assert all(0 < it < ITERS for it in stopped_at.values()) and max(stopped_at.values()) >= SAVE_EVERY
