@@ -209,7 +209,8 @@ def _train(job: GroupJob, group: Sequence[tuple[FleetImage, Any]], options: RunO
 
     news("start", start)
     try:
-        report = run_group(trainer, [job.folder(image) for image in images], options, began=began, after_step=after_step)
+        report = run_group(trainer, [job.folder(image) for image in images], options, began=began,
+                           after_step=after_step)
     except InganError as exc:  # e.g. a full disk at a save: the last good checkpoints stay
         return 0, {image.stem: _failed(job, image, exc) for image in images}
     outcomes = {image.stem: _stopped(image, member.trainer, start) for image, member in group}

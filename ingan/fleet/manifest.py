@@ -133,7 +133,8 @@ def manifest_path(out_dir: Path) -> Path:
     return out_dir / MANIFEST_NAME
 
 
-def _first_difference(theirs: Mapping[str, Any], ours: Mapping[str, Any], prefix: str = "") -> tuple[str, Any, Any] | None:
+def _first_difference(theirs: Mapping[str, Any], ours: Mapping[str, Any],
+                      prefix: str = "") -> tuple[str, Any, Any] | None:
     for key in [*ours, *(k for k in theirs if k not in ours)]:  # the config's own order: preset, iters, ...
         a, b = theirs.get(key), ours.get(key)
         if isinstance(a, Mapping) or isinstance(b, Mapping):  # name the setting, not the whole table

@@ -96,3 +96,15 @@ def test_ray_without_ray_names_the_extra(tmp_path, photos, monkeypatch):
     out = tmp_path / "out"
     one_line_error(run(photos, *TINY, "-o", out, "--ray"), "pip install 'ingan[fleet]'")
     assert not out.exists()
+
+
+def test_ray_addresses():
+    from ingan.errors import OptionError
+    from ingan.fleet.ray_runner import parse_address
+
+    for text, address in (("", "local"), ("local", "local"), ("auto", "auto"), ("10.0.0.5:6379", "10.0.0.5:6379"),
+                          ("ray://head.example:10001", "ray://head.example:10001")):
+        assert parse_address(text) == address
+    for bad in ("photos/", "head", "http://x:8265/jobs extra"):
+        with pytest.raises(OptionError, match="is not a Ray address"):
+            parse_address(bad)

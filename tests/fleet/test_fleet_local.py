@@ -60,7 +60,8 @@ def test_a_fleet_trains_every_readable_image_and_reports_the_bad_one(tmp_path, c
         assert ckpt.iteration == 4 and ckpt.has_training_state and ckpt.payload["image_name"] == f"{stem}.png"
         record = records[stem]
         assert (record["status"], record["iteration"], record["iters"], record["started_at"]) == ("finished", 4, 4, 0)
-        assert record["size"] == f"{w}x{h}" and set(record["losses"]) >= {"g_gan", "d_real"} and record["train_seconds"] > 0
+        assert record["size"] == f"{w}x{h}" and set(record["losses"]) >= {"g_gan", "d_real"}
+        assert record["train_seconds"] > 0
         assert (out / stem / "monitor_000004.png").exists()
     # Groups of up to 2, by size: a (56x48) with c (48x56), then b alone; saves every 2 iterations.
     starts = [e.stems for e in events if e.kind == "start"]
