@@ -29,6 +29,7 @@ def make_images(folder: Path, bad: bool = False) -> Path:
         Image.fromarray(synthetic_image(h, w, seed=seed)).save(folder / f"{name}.png")
     if bad:
         (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+        Image.fromarray(synthetic_image(20, 20)).save(folder / "small.png")  # below the 32 px crop
     return folder
 
 
@@ -51,8 +52,9 @@ def test_a_fleet_trains_every_readable_image_and_reports_the_bad_one(tmp_path, c
     out = tmp_path / "out"
     events = []
     summary = train_fleet(spec_for(make_images(tmp_path / "in", bad=True), out, config), events.append)
-    assert summary.counts["finished"] == 3 and summary.counts["failed"] == 1 and summary.exit_code == 0
-    assert summary.failures[0][0] == "bad" and "cannot read" in summary.failures[0][1]
+    assert summary.counts["finished"] == 3 and summary.counts["failed"] == 2 and summary.exit_code == 0
+    failures = dict(summary.failures)
+    assert "cannot read" in failures["bad"] and "too small to train on" in failures["small"]
     records = manifest(out)
     assert records["bad"]["status"] == "failed" and records["bad"]["attempts"] == 0
     for stem, (h, w) in SIZES.items():
@@ -63,7 +65,8 @@ def test_a_fleet_trains_every_readable_image_and_reports_the_bad_one(tmp_path, c
         assert record["size"] == f"{w}x{h}" and set(record["losses"]) >= {"g_gan", "d_real"}
         assert record["train_seconds"] > 0
         assert (out / stem / "monitor_000004.png").exists()
-    # Groups of up to 2, by size: a (56x48) with c (48x56), then b alone; saves every 2 iterations.
+    # Groups of up to 2, by size: a (56x48) with c (48x56), then b with small, which fails in
+    # its group (too small for the crop) while b trains on; saves every 2 iterations.
     starts = [e.stems for e in events if e.kind == "start"]
     assert starts == [("a", "c"), ("b",)]
     assert [e.iteration for e in events if e.kind == "saved" and e.stems == ("b",)] == [2]
