@@ -31,12 +31,14 @@ def photos(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_one_image_is_still_one_run(tmp_path, image_file):
     result = run(image_file, *TINY, "-o", tmp_path / "one", "-q")
     assert result.exit_code == 0 and "finished: iteration 1/1" in result.output
     assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["ckpt.pt", "monitor_000001.png"]
 
 
+@pytest.mark.slow
 def test_a_quoted_glob_trains_a_fleet_and_a_bad_image_fails_alone(tmp_path, photos):
     (photos / "broken.png").write_bytes(b"")
     out = tmp_path / "out"

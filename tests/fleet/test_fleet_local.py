@@ -48,6 +48,7 @@ def config(tiny_config):
     return tiny_config.with_overrides(iters=4)
 
 
+@pytest.mark.slow
 def test_a_fleet_trains_every_readable_image_and_reports_the_bad_one(tmp_path, config):
     out = tmp_path / "out"
     events = []
@@ -73,6 +74,7 @@ def test_a_fleet_trains_every_readable_image_and_reports_the_bad_one(tmp_path, c
     assert summary.group_size == 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_the_group_and_a_rerun_resumes_then_skips(tmp_path, config, monkeypatch):
     from ingan.train.group import GroupTrainer
 
@@ -106,6 +108,7 @@ def test_ctrl_c_saves_the_group_and_a_rerun_resumes_then_skips(tmp_path, config,
     assert stamps == {s: (out / s / "ckpt.pt").stat().st_mtime_ns for s in "abc"}
 
 
+@pytest.mark.slow
 def test_without_its_manifest_a_rerun_finds_the_finished_checkpoints(tmp_path, config):
     images, out = make_images(tmp_path / "in"), tmp_path / "out"
     train_fleet(spec_for(images, out, config))
@@ -116,6 +119,7 @@ def test_without_its_manifest_a_rerun_finds_the_finished_checkpoints(tmp_path, c
     assert all(r["status"] == "finished" and r["iteration"] == 4 for r in manifest(out).values())
 
 
+@pytest.mark.slow
 def test_other_settings_are_refused_and_foreign_checkpoints_fail_alone(tmp_path, config):
     from ingan.errors import ConfigError
 
@@ -137,6 +141,7 @@ def test_other_settings_are_refused_and_foreign_checkpoints_fail_alone(tmp_path,
     assert forced.counts["finished"] == 3 and all(r["started_at"] == 0 for r in manifest(out).values())
 
 
+@pytest.mark.slow
 def test_once_a_group_stops_at_the_time_budget_no_other_starts(tmp_path, config, monkeypatch):
     from ingan.train.budget import TimeBudget
 
@@ -157,6 +162,7 @@ def test_a_group_past_the_time_budget_does_not_start(tmp_path, config):
     assert [o.status for o in result.outcomes] == ["pending", "pending"] and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_default_group_is_one_on_a_cpu(tmp_path, config):
     summary = train_fleet(spec_for(make_images(tmp_path / "in"), tmp_path / "out", config.with_overrides(iters=1),
                                    group_size=None))
