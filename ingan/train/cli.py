@@ -7,14 +7,18 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ingan.cli.common import Duration, device_option, format_duration, notice, setup_logging, user_errors
 from ingan.errors import CheckpointError, ConfigError, ImageError, OptionError, first_line
 from ingan.extras import require
+from ingan.fleet.cli import FLEET_HELP, FLEET_OPTIONS, fleet_options, train_fleet_command, wants_fleet
 from ingan.fsutil import IMAGE_FILES, existing_file, safe_folder_name
+
+if TYPE_CHECKING:
+    from ingan.train.config import RunOptions, TrainConfig
 
 QUICK_NOTE = (
     "The 'quick' preset is a smoke test: 500 iterations, about 4-5 minutes on 2 CPU cores, and its "
@@ -40,9 +44,9 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=QUICK_NOTE,
+    epilog=f"{QUICK_NOTE}\n\n{FLEET_HELP}",
 )
-@click.argument("image", required=False, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path), metavar="[IMAGE]...")
 @click.option("--preset", type=click.Choice(["paper", "quick"]), default="paper", show_default=True,
               help="paper: the original InGAN schedule (75k iterations). quick: tiny smoke test.")
 @click.option("-o", "--out", type=click.Path(path_type=Path),
@@ -108,8 +112,9 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
                    "drift of undertrained generators; not in the paper; docs/model.md).")
 @click.option("--force", is_flag=True, help="Overwrite an existing ckpt.pt in the output folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; errors and the summary only.")
+@fleet_options
 @click.pass_context
-def main(ctx: click.Context, **kwargs: Any) -> None:
+def main(ctx: click.Context, images: tuple[Path, ...], **kwargs: Any) -> None:
     """Train InGAN on IMAGE and write <out>/ckpt.pt (default out: runs/<image name>).
 
     The checkpoint holds the generator, the training image and everything needed to
@@ -121,11 +126,16 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
       ingan-train examples/hubble/hubble_xdf.png --preset quick
       ingan-train photo.jpg --time-budget 2h          # paper preset, resumable
       ingan-train --resume runs/photo/ckpt.pt          # continue
+      ingan-train photos/ -o fleet --ray --export      # a fleet (docs/training.md, "Fleets")
     """
     began = time.monotonic()  # --time-budget counts from here: the whole command keeps it
     setup_logging(kwargs["quiet"])
     with user_errors():
-        sys.exit(_train(ctx, began=began, **kwargs))
+        if wants_fleet(ctx, images):
+            sys.exit(train_fleet_command(ctx, images, began=began, **kwargs))
+        for name in FLEET_OPTIONS:
+            kwargs.pop(name)
+        sys.exit(_train(ctx, image=images[0] if images else None, began=began, **kwargs))
 
 
 def _explicit(ctx: click.Context, name: str) -> bool:
@@ -148,22 +158,7 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, began: f
     from ingan.fsutil import ensure_output_dir
     from ingan.imageio import load_image
     from ingan.model.checkpoint import load_checkpoint
-    from ingan.train.config import PRESETS, RunOptions
     from ingan.train.trainer import Trainer
-
-    def run_options(defaults: dict[str, Any]) -> RunOptions:
-        return RunOptions(
-            device=opt["device"],
-            amp=opt["amp"],
-            channels_last=opt["channels_last"],
-            cudnn=opt["cudnn"],
-            cuda_graphs=opt["cuda_graphs"],
-            save_every=opt["save_every"] or defaults["save_every"],
-            monitor_every=opt["monitor_every"] or defaults["monitor_every"],
-            time_budget=opt["time_budget"],
-            quiet=opt["quiet"],
-            colour_calibration=opt["colour_calibration"],
-        )
 
     # The output folder is created only once every check has passed, so a refused run
     # leaves nothing behind.
@@ -177,7 +172,7 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, began: f
                 f"--iters {opt['iters']} is not beyond the checkpoint's {ckpt.iteration} iterations; "
                 "pass a larger --iters to continue"
             )
-        options = run_options(_resume_defaults(ckpt.payload))
+        options = run_options(opt, _resume_defaults(ckpt.payload))
         try:
             trainer = Trainer.from_checkpoint(ckpt, options, iters=opt["iters"],
                                               even_scale_weights=opt["even_scale_weights"])
@@ -205,33 +200,14 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, began: f
         loaded = load_image(image, max_side=opt["max_side"])
         for message in loaded.notices:
             notice(message)
-        config = PRESETS[opt["preset"]]
-        if opt["iters"] is not None:
-            config = config.rescaled(opt["iters"])
-        size_step = opt["size_step"]
-        if size_step is None and opt["cuda_graphs"]:
-            size_step = GRAPH_SIZE_STEP
-        try:
-            config = config.with_overrides(
-                size_step=size_step,
-                crop_size=opt["crop_size"],
-                base_channels=opt["base_channels"],
-                g_lr=opt["lr"],
-                d_lr=opt["lr"],
-                max_transform=opt["max_transform"],
-                seed=opt["seed"],
-            )
-        except ConfigError as exc:  # values of this command's options: a usage error
-            raise OptionError(str(exc)) from None
-        if opt["even_scale_weights"]:
-            config = config.holding_even_scale_weights()
+        config = new_run_config(opt)
         out = Path(opt["out"] or Path("runs") / safe_folder_name(image.stem))
         if (out / CHECKPOINT_NAME).exists() and not opt["force"]:
             raise ConfigError(
                 f"'{out / CHECKPOINT_NAME}' already exists; continue it with --resume "
                 f"{shlex.quote(str(out / CHECKPOINT_NAME))}, pick another --out, or pass --force to overwrite"
             )
-        options = run_options(_preset_intervals(opt["preset"]))
+        options = run_options(opt, preset_intervals(opt["preset"]))
         try:
             trainer = Trainer(loaded.pixels, config, options, image_name=image.name)
         except ConfigError as exc:
@@ -252,6 +228,51 @@ def _train(ctx: click.Context, image: Path | None, resume: Path | None, began: f
     return _run(trainer, out_dir, options, action, began)
 
 
+def new_run_config(opt: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of a new run from this command's options (a fleet's too)."""
+    from ingan.train.config import PRESETS
+
+    config = PRESETS[opt["preset"]]
+    if opt["iters"] is not None:
+        config = config.rescaled(opt["iters"])
+    size_step = opt["size_step"]
+    if size_step is None and opt["cuda_graphs"]:
+        size_step = GRAPH_SIZE_STEP
+    try:
+        config = config.with_overrides(
+            size_step=size_step,
+            crop_size=opt["crop_size"],
+            base_channels=opt["base_channels"],
+            g_lr=opt["lr"],
+            d_lr=opt["lr"],
+            max_transform=opt["max_transform"],
+            seed=opt["seed"],
+        )
+    except ConfigError as exc:  # values of this command's options: a usage error
+        raise OptionError(str(exc)) from None
+    if opt["even_scale_weights"]:
+        config = config.holding_even_scale_weights()
+    return config
+
+
+def run_options(opt: dict[str, Any], defaults: dict[str, int]) -> RunOptions:
+    """The RunOptions of this command (`defaults`: the save and monitor intervals)."""
+    from ingan.train.config import RunOptions
+
+    return RunOptions(
+        device=opt["device"],
+        amp=opt["amp"],
+        channels_last=opt["channels_last"],
+        cudnn=opt["cudnn"],
+        cuda_graphs=opt["cuda_graphs"],
+        save_every=opt["save_every"] or defaults["save_every"],
+        monitor_every=opt["monitor_every"] or defaults["monitor_every"],
+        time_budget=opt["time_budget"],
+        quiet=opt["quiet"],
+        colour_calibration=opt["colour_calibration"],
+    )
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.samefile(b)
@@ -259,7 +280,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _preset_intervals(preset: str | None) -> dict[str, int]:
+def preset_intervals(preset: str | None) -> dict[str, int]:
     every = 100 if preset == "quick" else 1000
     return {"save_every": every, "monitor_every": every}
 
@@ -270,7 +291,7 @@ def _resume_defaults(payload: dict[str, Any]) -> dict[str, int]:
     return {
         key: value if isinstance(value := stored.get(key), int) and not isinstance(value, bool) and value >= 1
         else default
-        for key, default in _preset_intervals(payload.get("train_config", {}).get("preset")).items()
+        for key, default in preset_intervals(payload.get("train_config", {}).get("preset")).items()
     }
 
 

@@ -82,6 +82,26 @@ class Member:
         noise.set_state(torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state())
         return cls(trainer, noise)
 
+    @classmethod
+    def new(cls, pixels: np.ndarray, config: TrainConfig, options: RunOptions, name: str) -> "Member":
+        """A new image's member: `Trainer(pixels, config)` adopted (its ConfigError names the image)."""
+        try:
+            # The group, not each member, captures CUDA graphs.
+            trainer = Trainer(pixels, config, replace(options, cuda_graphs=False), image_name=name)
+        except ConfigError as exc:
+            raise ConfigError(f"'{name}': {exc}") from None
+        trainer.options = options
+        return cls.capture(trainer)
+
+    @classmethod
+    def resumed(cls, ckpt: Checkpoint, options: RunOptions, iters: int | None = None,
+                even_scale_weights: bool = False) -> "Member":
+        """A member rebuilt from its checkpoint, as Trainer.from_checkpoint rebuilds one run."""
+        trainer = Trainer.from_checkpoint(ckpt, replace(options, cuda_graphs=False), iters=iters,
+                                          even_scale_weights=even_scale_weights)
+        trainer.options = options
+        return cls.capture(trainer)
+
 
 def _schedule(config: TrainConfig) -> TrainConfig:
     return replace(config, seed=0)
@@ -154,15 +174,8 @@ class GroupTrainer(TrainingStep):
         options = options or RunOptions()
         names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
         seeds = list(seeds) if seeds is not None else [config.seed] * len(images)
-        member_options = replace(options, cuda_graphs=False)  # the group, not each member, captures
-        members = []
-        for pixels, name, seed in zip(images, names, seeds, strict=True):
-            try:
-                trainer = Trainer(pixels, replace(config, seed=seed), member_options, image_name=name)
-            except ConfigError as exc:
-                raise ConfigError(f"'{name}': {exc}") from None
-            trainer.options = options
-            members.append(Member.capture(trainer))
+        members = [Member.new(pixels, replace(config, seed=seed), options, name)
+                   for pixels, name, seed in zip(images, names, seeds, strict=True)]
         return cls(members, options)
 
     @classmethod
@@ -172,12 +185,7 @@ class GroupTrainer(TrainingStep):
     ) -> "GroupTrainer":
         """Re-stack members from their checkpoints (as Trainer.from_checkpoint rebuilds one)."""
         options = options or RunOptions()
-        members = []
-        for ckpt in ckpts:
-            trainer = Trainer.from_checkpoint(ckpt, replace(options, cuda_graphs=False), iters=iters,
-                                              even_scale_weights=even_scale_weights)
-            trainer.options = options
-            members.append(Member.capture(trainer))
+        members = [Member.resumed(ckpt, options, iters, even_scale_weights) for ckpt in ckpts]
         return cls(members, options)
 
     # ---------------------------------------------------------------- the step

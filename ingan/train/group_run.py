@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ingan.fsutil import ensure_output_dir
 from ingan.train.config import RunOptions
@@ -44,10 +44,13 @@ class GroupRunReport:
 
 
 def run_group(group: GroupTrainer, out_dirs: Sequence[str | Path], options: RunOptions | None = None,
-              began: float | None = None) -> GroupRunReport:
+              began: float | None = None,
+              after_step: Callable[[GroupTrainer, bool], None] | None = None) -> GroupRunReport:
     """Train `group` until its config's `iters`, the time budget or a signal; member i
     writes into out_dirs[i] (created). The time budget counts from `began` (a
-    time.monotonic() value; default: now) and includes the final saves and monitors."""
+    time.monotonic() value; default: now) and includes the final saves and monitors.
+    `after_step(group, saved)` runs after every step (saved: the checkpoints were just
+    written), e.g. for a fleet's progress view."""
     from ingan.train.budget import finish_cost
     from ingan.train.monitor import write_monitor
 
@@ -84,11 +87,14 @@ def run_group(group: GroupTrainer, out_dirs: Sequence[str | Path], options: RunO
                 f"D {sum(l.d_real for l in losses) / n:.3f}/{sum(l.d_fake for l in losses) / n:.3f}",
                 refresh=False,
             )
+        saved = it % options.save_every == 0 and it < cfg.iters
         with timer.between_steps(it % options.save_every == 0 and it % options.monitor_every == 0):
-            if it % options.save_every == 0 and it < cfg.iters:
+            if saved:
                 trained.save(paths)
             if it % options.monitor_every == 0 and it < cfg.iters:
                 write_monitors()
+            if after_step is not None:
+                after_step(trained, saved)
 
     try:
         with stop:
