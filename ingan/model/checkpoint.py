@@ -7,6 +7,7 @@ with a one-line reason.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import re
@@ -169,9 +170,11 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     return Checkpoint(path=p, payload=data)
 
 
+@functools.lru_cache(maxsize=16)
 def expected_generator_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every tensor a generator of `config` stores, built on the meta device
-    (no memory is allocated, whatever the config asks for)."""
+    (no memory is allocated, whatever the config asks for). Cached per config: a run saves
+    the same architecture again and again. Treat the result as read-only."""
     with torch.device("meta"):
         generator = Generator(config)
     return {name: tuple(tensor.shape) for name, tensor in generator.state_dict().items()}

@@ -24,6 +24,10 @@ class SpectralNorm(nn.Module):
         # on every replay instead of re-reading stale ones (set_in_place_power_iteration).
         self.in_place = False
         matrix = weight.detach().flatten(1).float()
+        if matrix.device.type == "meta":  # a shape-only build (checkpoint checks): no numbers to iterate
+            self.register_buffer("_u", matrix.new_empty(matrix.shape[0]))
+            self.register_buffer("_v", matrix.new_empty(matrix.shape[1]))
+            return
         self.register_buffer("_u", F.normalize(matrix.new_empty(matrix.shape[0]).normal_(0, 1), dim=0, eps=eps))
         self.register_buffer("_v", F.normalize(matrix.new_empty(matrix.shape[1]).normal_(0, 1), dim=0, eps=eps))
         self._power_iteration(matrix, 15)
@@ -76,8 +80,9 @@ def conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, sn: bool = True)
     without it (the final one) start near zero.
     """
     layer = nn.Conv2d(in_ch, out_ch, kernel_size=kernel, stride=stride, bias=True)
-    nn.init.xavier_normal_(layer.weight, gain=0.01)
-    nn.init.zeros_(layer.bias)
+    if layer.weight.device.type != "meta":  # a shape-only build has no values to initialise
+        nn.init.xavier_normal_(layer.weight, gain=0.01)
+        nn.init.zeros_(layer.bias)
     return _spectral_norm(layer) if sn else layer
 
 
