@@ -26,7 +26,7 @@ COMMANDS = {
     "ingan-demo": "ingan.demo",
     "ingan.train.calibrate": "ingan.train.calibrate",
 }
-HOME = {"train": "ingan-train", "export": "ingan-export", "runtime": "ingan-run", "bench": "ingan-bench",
+HOME = {"train": "ingan-train", "fleet": "ingan-train", "export": "ingan-export", "runtime": "ingan-run", "bench": "ingan-bench",
         "quality": "ingan-eval", "demo.py": "ingan-demo"}
 FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 NAMED = re.compile(r"(ingan-[a-z]+|ingan\.train\.calibrate)((?:\s+[^\s;,()]+)*?)\s+(--[a-z][a-z0-9-]*)")
