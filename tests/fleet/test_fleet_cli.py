@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from clitest import one_line_error, usage_error
-from conftest import synthetic_image
+from testimages import synthetic_image
 from ingan.fleet.manifest import fleet_settings
 from ingan.model.checkpoint import load_checkpoint
 from ingan.train.config import PRESETS

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import synthetic_image
+from testimages import synthetic_image
 from ingan.fleet.fleet import FleetSpec, train_fleet
 from ingan.fleet.inputs import discover
 from ingan.fleet.job import FleetTraining, GroupJob, run_job

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import ingan
-from conftest import synthetic_image
+from testimages import synthetic_image
 from ingan.fleet.fleet import FleetSpec, train_fleet
 from ingan.fleet.inputs import discover
 from ingan.fleet.job import FleetTraining

@@ -26,7 +26,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import synthetic_image
+from testimages import synthetic_image
 
 from ingan.model.checkpoint import load_checkpoint
 from ingan.train.config import RunOptions
